@@ -1,0 +1,100 @@
+"""The ``vla`` console script: one subcommand per non-distributed job."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from vla.stack import profile, versions
+
+    print(f"profile: {profile()}")
+    for name, version in versions().items():
+        print(f"{name:<14} {version or 'not installed'}")
+    return 0
+
+
+def _cmd_model_init(args: argparse.Namespace) -> int:
+    from vla.model.build import init_model
+    from vla.model.presets import get_preset
+
+    out = init_model(get_preset(args.preset), args.out, seed=args.seed)
+    print(f"saved the {args.preset} model to {out}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from vla.serving.vllm_server import ServerConfig, VLLMServer
+
+    config = ServerConfig(model=Path(args.model), host=args.host, port=args.port,
+                          served_model_name=args.name, api_key=args.api_key,
+                          images_per_prompt=args.images_per_prompt,
+                          max_model_len=args.max_model_len)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server = VLLMServer(config, log_path=args.log)
+    print(f"starting vLLM for {config.model} (log: {args.log}) ...", flush=True)
+    with server:
+        print(f"serving {config.model_name} at {server.url}/v1 (Ctrl-C to stop)", flush=True)
+        while not stop.wait(1.0):
+            if server.process.poll() is not None:
+                print(f"vLLM exited with code {server.process.returncode}", file=sys.stderr)
+                return 1
+    print("stopped", flush=True)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vla.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=Path(args.out), scale=args.scale))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vla", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("env", help="show the installed stack (profile and versions)")
+    p.set_defaults(func=_cmd_env)
+
+    model = sub.add_parser("model", help="build and manage model checkpoints")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    p = model_sub.add_parser("init", help="build a preset model with random weights")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_model_init)
+
+    p = sub.add_parser("serve", help="serve a model with vLLM's OpenAI-compatible server")
+    p.add_argument("--model", required=True, help="a saved model directory")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--name", default=None, help="served model name (default: directory name)")
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--images-per-prompt", type=int, default=6, help="cameras x frames")
+    p.add_argument("--max-model-len", type=int, default=2048)
+    p.add_argument("--log", default="runs/vllm_server.log")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("demo", help="run the main pipeline on the tiny preset")
+    p.add_argument("--scale", default="tiny", choices=["tiny", "small"])
+    p.add_argument("--out", default="runs/demo")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

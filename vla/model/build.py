@@ -1,0 +1,120 @@
+"""Build a Qwen2.5-VL with random weights from a preset, and save it for transformers and vLLM.
+
+What is saved in the output directory is an ordinary Hugging Face checkpoint:
+``config.json`` + ``model.safetensors`` (``Qwen2_5_VLForConditionalGeneration``),
+the tokenizer (with its chat template) and a ``Qwen2_5_VLProcessor`` whose image
+processor resizes every image to the preset's side. ``from_pretrained`` and vLLM's
+``--model DIR`` both load it; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vla.model.presets import ModelPreset
+from vla.model.special_tokens import IM_END, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START
+
+VLA_META_FILE = "vla_model.json"
+
+
+def build_config(preset: ModelPreset, tokenizer):
+    """A ``Qwen2_5_VLConfig`` for ``preset`` whose vocabulary matches ``tokenizer``."""
+    from transformers import Qwen2_5_VLConfig
+
+    vocab = len(tokenizer)  # every id decodes to a token: no phantom rows
+    ids = tokenizer.convert_tokens_to_ids
+    text_config = dict(
+        vocab_size=vocab,
+        hidden_size=preset.hidden_size,
+        intermediate_size=preset.intermediate_size,
+        num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads,
+        num_key_value_heads=preset.num_kv_heads,
+        max_position_embeddings=preset.max_position_embeddings,
+        max_window_layers=preset.num_layers,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0,
+                         "mrope_section": preset.mrope_section},
+        bos_token_id=None,
+        eos_token_id=ids(IM_END),
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    vision_config = dict(
+        depth=preset.vision_depth,
+        hidden_size=preset.vision_hidden_size,
+        intermediate_size=preset.vision_intermediate_size,
+        num_heads=preset.vision_heads,
+        out_hidden_size=preset.hidden_size,
+        patch_size=preset.patch_size,
+        spatial_merge_size=preset.spatial_merge_size,
+        temporal_patch_size=2,
+        window_size=preset.image_side,
+        fullatt_block_indexes=[preset.vision_depth - 1],
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids(IMAGE_PAD),
+        video_token_id=ids(VIDEO_PAD),
+        vision_start_token_id=ids(VISION_START),
+        vision_end_token_id=ids(VISION_END),
+        tie_word_embeddings=False,
+    )
+
+
+def build_processor(preset: ModelPreset, tokenizer):
+    """A Qwen2.5-VL processor that resizes every image to ``image_side`` squared."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    pixels = preset.image_side * preset.image_side
+    size = {"shortest_edge": pixels, "longest_edge": pixels}
+    common = dict(size=size, patch_size=preset.patch_size, merge_size=preset.spatial_merge_size,
+                  temporal_patch_size=2)
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**common),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(**common),
+        chat_template=tokenizer.chat_template,
+    )
+
+
+def build_model(preset: ModelPreset, tokenizer, seed: int = 0):
+    """A randomly initialised ``Qwen2_5_VLForConditionalGeneration`` in float32."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(build_config(preset, tokenizer))
+    return model.float().eval()
+
+
+def save_model(model, processor, preset: ModelPreset, out_dir: str | Path) -> Path:
+    """Save model, tokenizer, processor and a small vla metadata file to ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.eos_token_id = model.config.text_config.eos_token_id
+    model.generation_config.pad_token_id = model.config.text_config.pad_token_id
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    meta = {"preset": preset.name, "image_side": preset.image_side,
+            "tokens_per_image": preset.tokens_per_image,
+            "parameters": sum(p.numel() for p in model.parameters())}
+    (out / VLA_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def init_model(preset: ModelPreset, out_dir: str | Path, seed: int = 0) -> Path:
+    """Train the tokenizer, build a random model for ``preset`` and save both to ``out_dir``."""
+    from vla.model.tokenizer import project_corpus, train_tokenizer
+
+    tokenizer = train_tokenizer(project_corpus(), preset.vocab_size)
+    model = build_model(preset, tokenizer, seed=seed)
+    return save_model(model, build_processor(preset, tokenizer), preset, out_dir)
+
+
+def is_saved_model(path: str | Path) -> bool:
+    """True if ``path`` holds a complete checkpoint written by :func:`save_model`."""
+    p = Path(path)
+    needed = ("config.json", "model.safetensors", "tokenizer.json", VLA_META_FILE)
+    return all((p / name).is_file() for name in needed)

@@ -1,0 +1,107 @@
+"""Named model sizes. A preset fixes the Qwen2.5-VL architecture and the image size.
+
+``tiny`` is the default: a few million parameters, built locally with random
+weights, so that the whole pipeline runs on a laptop CPU. ``small`` is the same
+architecture at tens of millions of parameters for people with more compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """Architecture of a locally built Qwen2.5-VL.
+
+    ``image_side`` is the side in pixels every camera image is resized to; with a
+    14-pixel patch and 2×2 merging, a 112-pixel image becomes 16 language tokens.
+    """
+
+    name: str
+    vocab_size: int  # size the BPE trainer aims for, before added tokens
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    vision_hidden_size: int
+    vision_intermediate_size: int
+    vision_depth: int
+    vision_heads: int
+    image_side: int = 112
+    max_position_embeddings: int = 4096
+    patch_size: int = 14
+    spatial_merge_size: int = 2
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"{self.name}: hidden_size {self.hidden_size} not divisible "
+                             f"by num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"{self.name}: num_heads must be a multiple of num_kv_heads")
+        if (self.hidden_size // self.num_heads) % 8:
+            raise ValueError(f"{self.name}: head dim must be a multiple of 8 for M-RoPE")
+        if self.vision_hidden_size % self.vision_heads:
+            raise ValueError(f"{self.name}: vision_hidden_size not divisible by vision_heads")
+        factor = self.patch_size * self.spatial_merge_size
+        if self.image_side % factor:
+            raise ValueError(f"{self.name}: image_side {self.image_side} must be a multiple "
+                             f"of patch_size * spatial_merge_size = {factor}")
+        if self.vocab_size < 512:
+            raise ValueError(f"{self.name}: vocab_size {self.vocab_size} is below "
+                             "the byte alphabet")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def mrope_section(self) -> list[int]:
+        """Split of the rotary half-dimension into (time, height, width) sections."""
+        half = self.head_dim // 2
+        spatial = half * 3 // 8
+        return [half - 2 * spatial, spatial, spatial]
+
+    @property
+    def tokens_per_image(self) -> int:
+        side = self.image_side // (self.patch_size * self.spatial_merge_size)
+        return side * side
+
+
+PRESETS: dict[str, ModelPreset] = {
+    "tiny": ModelPreset(
+        name="tiny",
+        vocab_size=2048,
+        hidden_size=256,
+        intermediate_size=704,
+        num_layers=4,
+        num_heads=4,
+        num_kv_heads=2,
+        vision_hidden_size=64,
+        vision_intermediate_size=128,
+        vision_depth=2,
+        vision_heads=2,
+    ),
+    "small": ModelPreset(
+        name="small",
+        vocab_size=4096,
+        hidden_size=512,
+        intermediate_size=1408,
+        num_layers=8,
+        num_heads=8,
+        num_kv_heads=4,
+        vision_hidden_size=256,
+        vision_intermediate_size=512,
+        vision_depth=4,
+        vision_heads=4,
+        image_side=168,
+    ),
+}
+
+
+def get_preset(name: str) -> ModelPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None

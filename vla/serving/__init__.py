@@ -1,0 +1,1 @@
+"""Serving through vLLM's OpenAI-compatible server, and talking to it."""
