@@ -50,20 +50,22 @@ class ForwardResult:
     seconds: float
 
 
-def hf_forward(model_dir: str | Path, images, text: str = SMOKE_PROMPT) -> ForwardResult:
+def hf_forward(model_dir: str | Path, images, text: str = SMOKE_PROMPT,
+               device: str = "cpu", dtype: str = "float32") -> ForwardResult:
     """One transformers forward pass of the saved model on ``images`` + ``text``."""
     import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     processor = AutoProcessor.from_pretrained(model_dir)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        model_dir, dtype=getattr(torch, dtype)).to(device)
     model.eval()
     messages = [user_message(images, text, openai_format=False)]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    inputs = processor(text=[prompt], images=list(images), return_tensors="pt")
+    inputs = processor(text=[prompt], images=list(images), return_tensors="pt").to(device)
     start = time.perf_counter()
     with torch.no_grad():
-        logits = model(**inputs).logits[0, -1]
+        logits = model(**inputs).logits[0, -1].float().cpu()
     seconds = time.perf_counter() - start
     ids = inputs["input_ids"][0].tolist()
     return ForwardResult(

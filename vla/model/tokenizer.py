@@ -51,7 +51,9 @@ def project_corpus() -> list[str]:
     """Text the tokenizer is trained on: prompt templates plus a driving seed corpus."""
     texts = list(_SEED_CORPUS)
     if PROMPTS_DIR.is_dir():
-        texts += [p.read_text() for p in sorted(PROMPTS_DIR.glob("**/*")) if p.is_file()]
+        templates = [p for p in sorted(PROMPTS_DIR.glob("**/*"))
+                     if p.is_file() and p.suffix in (".txt", ".jinja")]
+        texts += [p.read_text() for p in templates]
     # Digits and decimals appear in every explanation; make sure they merge sensibly.
     texts += [f"{i} m {i}.{j} m/s {i}.{j}s" for i in range(0, 120) for j in (0, 5)]
     return texts
