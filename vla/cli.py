@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default="runs/vllm_server.log")
     p.set_defaults(func=_cmd_serve)
 
+    # -- trajectory tokenizers (vla/trajectory) --
+    # -- end trajectory tokenizers --
+
     p = sub.add_parser("demo", help="run the main pipeline on the tiny preset")
     p.add_argument("--scale", default="tiny", choices=["tiny", "small"])
     p.add_argument("--out", default="runs/demo")
