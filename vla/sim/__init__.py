@@ -1,0 +1,1 @@
+"""Driving scenes from highway-env: scenario recipes, an instrumented driver, episode logs."""

@@ -1,0 +1,91 @@
+"""The ego driver: highway-env's own IDM + MOBIL driver, instrumented.
+
+:class:`RecordingIDMVehicle` is a copy of :class:`highway_env.vehicle.behavior.IDMVehicle`
+whose ``act`` and ``change_lane_policy`` also write down, at every step, what the
+driver reacts to: its IDM leader (gap, desired gap, speeds), the acceleration it
+commands, the lane it targets and why (MOBIL gain over a slower leader), and whether
+the road's junction rule made it yield, and to whom. These records, not the policy
+being trained, are the source of the causal labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from highway_env.vehicle.behavior import IDMVehicle
+from highway_env.vehicle.kinematics import Vehicle
+
+
+class RecordingIDMVehicle(IDMVehicle):
+    """IDM (longitudinal) + MOBIL (lateral) driver that logs its reasons each step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.records: list[dict] = []
+        self.lane_change_reason: dict | None = None
+        self.blocked_by = None
+
+    def act(self, action=None):
+        if self.crashed:
+            return
+        record: dict = {"lane_index": self.lane_index}
+        self.blocked_by = None
+        self.follow_road()
+        if self.enable_lane_change:
+            self.change_lane_policy()
+        steering = np.clip(self.steering_control(self.target_lane_index),
+                           -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE)
+        front, rear = self.road.neighbour_vehicles(self, self.lane_index)
+        acc = self.acceleration(ego_vehicle=self, front_vehicle=front, rear_vehicle=rear)
+        record["leader"] = front
+        record["gap"] = self.lane_distance_to(front) if front is not None else None
+        record["desired_gap"] = self.desired_gap(self, front) if front is not None else None
+        if self.lane_index != self.target_lane_index:
+            t_front, t_rear = self.road.neighbour_vehicles(self, self.target_lane_index)
+            acc = min(acc, self.acceleration(ego_vehicle=self, front_vehicle=t_front,
+                                             rear_vehicle=t_rear))
+            record["target_leader"] = t_front
+        acc = float(np.clip(acc, -self.ACC_MAX, self.ACC_MAX))
+        record.update(
+            target_lane_index=self.target_lane_index,
+            lane_change_reason=self.lane_change_reason,
+            commanded_accel=acc,
+            target_speed=float(self.target_speed),
+            yielding=bool(getattr(self, "is_yielding", False)),
+            yield_to=self._yield_partner() if getattr(self, "is_yielding", False) else None,
+            blocked_by=self.blocked_by,
+        )
+        self.records.append(record)
+        Vehicle.act(self, {"steering": float(steering), "acceleration": acc})
+
+    def change_lane_policy(self) -> None:
+        before = self.target_lane_index
+        super().change_lane_policy()
+        if self.target_lane_index != before and self.target_lane_index != self.lane_index:
+            old_front, _ = self.road.neighbour_vehicles(self, self.lane_index)
+            new_front, _ = self.road.neighbour_vehicles(self, self.target_lane_index)
+            self.lane_change_reason = {"old_leader": old_front, "new_leader": new_front,
+                                       "speed": float(self.speed)}
+        elif self.target_lane_index == self.lane_index:
+            self.lane_change_reason = None
+
+    def mobil(self, lane_index) -> bool:
+        accepted = super().mobil(lane_index)
+        if not accepted:
+            _, new_following = self.road.neighbour_vehicles(self, lane_index)
+            if new_following is not None and self.acceleration(
+                    ego_vehicle=new_following, front_vehicle=self) \
+                    < -self.LANE_CHANGE_MAX_BRAKING_IMPOSED:
+                self.blocked_by = new_following  # a lane change refused to spare this vehicle
+        return accepted
+
+    def _yield_partner(self):
+        """The vehicle the junction rule made us yield to: the nearest one in conflict."""
+        best, best_d = None, np.inf
+        for other in self.road.vehicles:
+            if other is self:
+                continue
+            if self.road.is_conflict_possible(self, other):
+                d = float(np.linalg.norm(other.position - self.position))
+                if d < best_d:
+                    best, best_d = other, d
+        return best

@@ -1,0 +1,136 @@
+"""Run one scenario and log every agent and the ego driver's reasons at ``SIM_HZ``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vla.sim.recipes import ScenarioSpec
+from vla.sim.world import (
+    DT,
+    LINE_TYPE_NAMES,
+    EpisodeDropped,
+    EpisodeLog,
+    LaneGeometry,
+    setup_scenario,
+)
+
+OFFROAD_GRACE_STEPS = 5
+
+
+def _world(xy) -> np.ndarray:
+    return np.array([xy[0], -xy[1]], float)
+
+
+def _lanes(road) -> list[LaneGeometry]:
+    out = []
+    for _from, tos in road.network.graph.items():
+        for _to, lanes in tos.items():
+            for i, lane in enumerate(lanes):
+                n = max(2, int(np.ceil(lane.length / 2.0)) + 1)
+                s = np.linspace(0, lane.length, n)
+                w = lane.width_at(0)
+                center = np.array([_world(lane.position(si, 0)) for si in s])
+                e0 = np.array([_world(lane.position(si, -w / 2)) for si in s])
+                e1 = np.array([_world(lane.position(si, w / 2)) for si in s])
+                types = tuple(LINE_TYPE_NAMES.get(int(t), "none") for t in lane.line_types)
+                out.append(LaneGeometry(center, (e0, e1), types, float(w), (_from, _to, i)))
+    return out
+
+
+def _route_turn(road, ego) -> str:
+    """Navigation command from the route: heading change between first and last route lane."""
+    route = getattr(ego, "route", None)
+    if not route or len(route) < 2:
+        return "follow_road"
+    first = road.network.get_lane(ego.lane_index)
+    try:
+        last = road.network.get_lane((route[-1][0], route[-1][1], route[-1][2] or 0))
+    except (KeyError, IndexError):
+        return "follow_road"
+    h0 = -first.heading_at(first.local_coordinates(ego.position)[0])
+    h1 = -last.heading_at(last.length)
+    d = (h1 - h0 + np.pi) % (2 * np.pi) - np.pi
+    if d > 0.6:
+        return "turn_left"
+    if d < -0.6:
+        return "turn_right"
+    return "go_straight"
+
+
+def run_episode(spec: ScenarioSpec, seed: int) -> EpisodeLog:
+    """Simulate ``spec`` with ``seed``; raise :class:`EpisodeDropped` if the ego fails."""
+    env, ego, event = setup_scenario(spec, seed)
+    road = env.road
+    road.record_history = False
+    steps = int(round(spec.duration_s / DT))
+    ids: dict[int, int] = {}
+    rows: dict[int, list] = {}
+    sizes: dict[int, tuple] = {}
+    kinds: dict[int, str] = {}
+    lane_rows: dict[int, list] = {}
+    offroad = 0
+    route_turn = _route_turn(road, ego)
+    lanes = _lanes(road)
+
+    def agent_id(obj) -> int:
+        key = id(obj)
+        if key not in ids:
+            ids[key] = len(ids)
+            sizes[ids[key]] = (float(obj.LENGTH), float(obj.WIDTH))
+            kinds[ids[key]] = "car" if hasattr(obj, "target_speed") else "stopped_vehicle"
+            rows[ids[key]] = [None] * (steps + 1)
+            lane_rows[ids[key]] = [None] * (steps + 1)
+        return ids[key]
+
+    def snapshot(k: int) -> None:
+        for obj in list(road.vehicles) + list(road.objects):
+            a = agent_id(obj)
+            acc = float(getattr(obj, "action", {}).get("acceleration", 0.0)) \
+                if hasattr(obj, "action") else 0.0
+            x, y = _world(obj.position)
+            rows[a][k] = (x, y, -float(obj.heading), float(obj.speed), acc)
+            lane_rows[a][k] = getattr(obj, "lane_index", None)
+
+    agent_id(ego)
+    snapshot(0)
+    for k in range(1, steps + 1):
+        event(k * DT)
+        road.act()
+        road.step(DT)
+        snapshot(k)
+        if ego.crashed:
+            raise EpisodeDropped("crash")
+        offroad = 0 if ego.on_road else offroad + 1
+        if offroad > OFFROAD_GRACE_STEPS:
+            raise EpisodeDropped("offroad")
+
+    n_agents = len(ids)
+    state = np.full((n_agents, steps + 1, 5), np.nan)
+    lane_of = np.empty((n_agents, steps + 1), dtype=object)
+    for a in range(n_agents):
+        for k, row in enumerate(rows[a]):
+            if row is not None:
+                state[a, k] = row
+            lane_of[a, k] = lane_rows[a][k]
+    # the accel logged for step k is the command applied from k to k+1; align to the state
+    records = [_record_ids(r, ids) for r in ego.records]
+    speed_limit = float(road.network.get_lane(ego.lane_index).speed_limit or 30.0)
+    return EpisodeLog(spec=spec, seed=seed, times=np.arange(steps + 1) * DT,
+                      ids=list(range(n_agents)), ego_id=ids[id(ego)], state=state,
+                      size=np.array([sizes[a] for a in range(n_agents)]),
+                      kind=[kinds[a] for a in range(n_agents)], lane_of=lane_of,
+                      records=records, lanes=lanes, route_turn=route_turn,
+                      speed_limit=speed_limit)
+
+
+def _record_ids(record: dict, ids: dict[int, int]) -> dict:
+    out = {}
+    for key, value in record.items():
+        if key in ("leader", "target_leader", "yield_to", "blocked_by"):
+            out[key] = ids.get(id(value)) if value is not None else None
+        elif key == "lane_change_reason" and value is not None:
+            out[key] = {k: (ids.get(id(v)) if k.endswith("leader") and v is not None else v)
+                        for k, v in value.items()}
+        else:
+            out[key] = value
+    return out
