@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default="runs/vllm_server.log")
     p.set_defaults(func=_cmd_serve)
 
+    from vla.data.cli import add_data_parser
+
+    add_data_parser(sub)
+
     # -- trajectory tokenizers (vla/trajectory) --
     # -- end trajectory tokenizers --
 

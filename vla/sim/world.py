@@ -253,7 +253,7 @@ def _setup_merge(seed: int, rng):
     env.vehicle = ego
     env.controlled_vehicles = [ego]
     # main-road traffic timed to arrive at the merge with the ego
-    for k in range(int(rng.integers(2, 5))):
+    for _ in range(int(rng.integers(2, 5))):
         _place_on_lane(road, ("a", "b", 1), float(rng.uniform(40, 190)),
                        float(rng.uniform(18, 26)), lane_change=False)
     _regulate(road, lambda index, _lane: 0 if index[0] in ("j", "k") else 1)

@@ -1,0 +1,1 @@
+"""Data sets of driving scenes: labels, metric cache, building, checking, showing."""

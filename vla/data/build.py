@@ -1,0 +1,202 @@
+"""Build a driving-scene data set with highway-env and save it as a Hugging Face dataset.
+
+Episodes are simulated in worker processes (one seed each, derived from the build
+seed), turned into samples, split by episode (never by frame) into train /
+validation / test, and saved with ``DatasetDict.save_to_disk`` into a temporary
+folder next to the output, which is renamed into place only when complete: a killed
+build never leaves a folder that looks like a data set. The same seed gives the same
+data set.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vla.data.samples import SampleConfig
+from vla.sim.recipes import RECIPES, episode_specs
+
+META_FILE = "vla_data.json"
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    recipe: str = "default"
+    episodes: int = 300
+    seed: int = 0
+    workers: int = 1
+    samples: SampleConfig = field(default_factory=SampleConfig)
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; known recipes: {sorted(RECIPES)}")
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6 \
+                or min(self.split_fractions) < 0:
+            raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, "
+                             f"got {self.split_fractions}")
+
+
+def features(config: SampleConfig):
+    from datasets import Features, Image, List, Value
+
+    return Features({
+        "sample_id": Value("string"),
+        "episode_id": Value("int32"),
+        "episode_seed": Value("int64"),
+        "scenario": Value("string"),
+        "road": Value("string"),
+        "t0": Value("float32"),
+        "images": List(Image()),
+        "camera_names": List(Value("string")),
+        "frame_times": List(Value("float32")),
+        "topdown": Image(),
+        "history": List(List(Value("float32"))),
+        "ego_speed": Value("float32"),
+        "ego_accel": Value("float32"),
+        "ego_yaw_rate": Value("float32"),
+        "command": Value("string"),
+        "future": List(List(Value("float32"))),
+        "decision_lon": Value("string"),
+        "decision_lat": Value("string"),
+        "critical": Value("string"),
+        "reasoning": Value("string"),
+        "metric_cache": Value("string"),
+    })
+
+
+def _episode_job(args):
+    """Worker: simulate one episode and turn it into rows (or report why it was dropped)."""
+    index, spec, seed, sample_config = args
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from vla.data.samples import episode_samples
+    from vla.sim.episode import run_episode
+    from vla.sim.world import EpisodeDropped
+
+    start = time.perf_counter()
+    try:
+        log = run_episode(spec, seed)
+    except EpisodeDropped as exc:
+        return index, spec.event, None, exc.reason, time.perf_counter() - start
+    rows = episode_samples(log, index, sample_config)
+    return index, spec.event, rows, None, time.perf_counter() - start
+
+
+def _split_of(episodes: int, fractions, seed: int) -> list[str]:
+    order = np.random.default_rng(seed + 7919).permutation(episodes)
+    n_train = int(round(fractions[0] * episodes))
+    n_val = int(round(fractions[1] * episodes))
+    split = [""] * episodes
+    for rank, i in enumerate(order):
+        split[i] = "train" if rank < n_train else "validation" if rank < n_train + n_val \
+            else "test"
+    return split
+
+
+def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -> dict:
+    """Build the data set into ``out`` (which must not exist yet); return its metadata."""
+    from datasets import Dataset, DatasetDict
+    from tqdm import tqdm
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; remove it or choose another --out")
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    specs = episode_specs(config.recipe, config.episodes, config.seed)
+    seeds = np.random.default_rng(config.seed).integers(0, 2**31 - 1, size=config.episodes)
+    split_of = _split_of(config.episodes, config.split_fractions, config.seed)
+    jobs = [(i, spec, int(seeds[i]), config.samples) for i, spec in enumerate(specs)]
+    rows_by_split: dict[str, list] = {s: [] for s in SPLITS}
+    dropped: Counter = Counter()
+    dropped_by_scenario: Counter = Counter()
+    cpu_seconds = 0.0
+    start = time.perf_counter()
+    results = []
+    if config.workers == 1:
+        iterator = map(_episode_job, jobs)
+        pool = None
+    else:
+        pool = mp.get_context("fork").Pool(config.workers)
+        iterator = pool.imap_unordered(_episode_job, jobs)
+    try:
+        for result in tqdm(iterator, total=len(jobs), disable=not progress, desc="episodes",
+                           unit="ep"):
+            results.append(result)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    wall = time.perf_counter() - start
+    for index, event, rows, reason, seconds in sorted(results, key=lambda r: r[0]):
+        cpu_seconds += seconds
+        if rows is None:
+            dropped[reason] += 1
+            dropped_by_scenario[event] += 1
+            continue
+        rows_by_split[split_of[index]].extend(rows)
+    n_samples = sum(len(r) for r in rows_by_split.values())
+    feats = features(config.samples)
+    dataset = DatasetDict({s: Dataset.from_list(rows_by_split[s], features=feats)
+                           for s in SPLITS})
+    dataset.save_to_disk(str(tmp))
+    meta = {
+        "format": "vla-driving-scenes/1",
+        "recipe": config.recipe,
+        "episodes": config.episodes,
+        "episodes_kept": config.episodes - sum(dropped.values()),
+        "dropped_episodes": sum(dropped.values()),
+        "dropped_reasons": dict(dropped),
+        "dropped_by_scenario": dict(dropped_by_scenario),
+        "samples": n_samples,
+        "split_samples": {s: len(rows_by_split[s]) for s in SPLITS},
+        "seed": config.seed,
+        "workers": config.workers,
+        "build_wall_seconds": round(wall, 1),
+        "build_cpu_seconds": round(cpu_seconds, 1),
+        "keyframes_per_min_per_core": round(n_samples / max(cpu_seconds, 1e-9) * 60, 1),
+        "future_hz": 10,
+        "horizon_s": config.samples.horizon_s,
+        "history_s": config.samples.history_s,
+        "cameras": list(config.samples.cameras),
+        "frames": config.samples.frames,
+        "config": {**asdict(config), "samples": asdict(config.samples)},
+    }
+    from vla.data.card import write_card
+
+    write_card(tmp, meta, dataset)
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")  # written last
+    os.replace(tmp, out)
+    return meta
+
+
+def is_complete(path: str | Path) -> bool:
+    p = Path(path)
+    return (p / META_FILE).is_file() and (p / "dataset_dict.json").is_file()
+
+
+def load_dataset_dir(path: str | Path):
+    """(DatasetDict, metadata) of a complete data set; a clear error otherwise."""
+    from datasets import load_from_disk
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no data set at {p}")
+    if not is_complete(p):
+        raise ValueError(f"{p} is not a complete vla data set (missing {META_FILE} or "
+                         f"dataset_dict.json): was its build interrupted?")
+    return load_from_disk(str(p)), json.loads((p / META_FILE).read_text())

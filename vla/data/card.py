@@ -1,0 +1,63 @@
+"""The data set card (README.md in the data set folder)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from vla.data.stats import label_stats
+
+
+def write_card(folder: Path, meta: dict, dataset) -> None:
+    pairs: Counter = Counter()
+    scenarios: Counter = Counter()
+    agree = []
+    for split in dataset.values():
+        s = label_stats(split)
+        pairs.update(s["pairs"])
+        scenarios.update(s["scenarios"])
+        agree.append((s["agreement"], s["samples"]))
+    total = max(sum(pairs.values()), 1)
+    agreement = sum(a * n for a, n in agree) / total
+    lines = [
+        "# vla driving scenes",
+        "",
+        f"Built from highway-env with recipe `{meta['recipe']}`, seed {meta['seed']}: "
+        f"{meta['episodes']} episodes simulated, {meta['dropped_episodes']} dropped "
+        f"(ego crashed or left the road: {meta['dropped_reasons']}), {meta['samples']} samples.",
+        "",
+        "| split | samples |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in meta["split_samples"].items()],
+        "",
+        f"Each sample: {len(meta['cameras'])} cameras ({', '.join(meta['cameras'])}) × "
+        f"{meta['frames']} frames, a top-down view, {meta['history_s']} s of ego history, "
+        f"the future trajectory over {meta['horizon_s']} s at {meta['future_hz']} Hz (ego frame "
+        "at t0: x forward, y left, yaw counter-clockwise), the Cause-of-Change label "
+        "(`decision_lon`, `decision_lat`, `critical` as JSON, `reasoning`) and the metric "
+        "cache (`metric_cache`, JSON). Splits are by episode.",
+        "",
+        f"Label / derived meta-action agreement (both axes): {agreement:.3f}. "
+        f"Build speed: {meta['keyframes_per_min_per_core']} keyframes per minute per core.",
+        "",
+        "## Scenario mix (samples)",
+        "",
+        "| scenario | samples |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in scenarios.most_common()],
+        "",
+        "## Decisions (longitudinal / lateral)",
+        "",
+        "| decision | samples | share |",
+        "|---|---|---|",
+        *[f"| {k} | {v} | {v / total:.3f} |" for k, v in pairs.most_common()],
+        "",
+        "## Generation config",
+        "",
+        "```json",
+        json.dumps(meta["config"], indent=2),
+        "```",
+        "",
+    ]
+    (folder / "README.md").write_text("\n".join(lines))

@@ -1,0 +1,92 @@
+"""``vla data check``: validate a built data set and summarise it."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import numpy as np
+from PIL import Image
+
+from vla.data.build import SPLITS, load_dataset_dir
+from vla.data.stats import label_stats
+from vla.meta_action import LATERAL, LONGITUDINAL
+
+REQUIRED = ("sample_id", "images", "camera_names", "frame_times", "history", "future",
+            "ego_speed", "command", "decision_lon", "decision_lat", "critical", "reasoning",
+            "metric_cache")
+
+
+def _blank(image_bytes: bytes) -> bool:
+    array = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("L"), float)
+    return float(array.std()) < 2.0
+
+
+def check_dataset(path, image_sample_every: int = 7) -> dict:
+    """Validate schema, images and labels; return the summary (raises nothing on bad rows)."""
+    import json
+
+    dataset, meta = load_dataset_dir(path)
+    problems: list[str] = []
+    for split in SPLITS:
+        if split not in dataset:
+            problems.append(f"missing split {split!r}")
+    pairs: Counter = Counter()
+    weighted = {"agreement": 0.0, "agreement_lon": 0.0, "agreement_lat": 0.0}
+    samples = 0
+    blank = checked_images = 0
+    episodes_by_split: dict[str, set] = {}
+    for name, split in dataset.items():
+        missing = [c for c in REQUIRED if c not in split.column_names]
+        if missing:
+            problems.append(f"split {name}: missing columns {missing}")
+            continue
+        stats = label_stats(split)
+        pairs.update(stats["pairs"])
+        for key in weighted:
+            weighted[key] += stats[key] * stats["samples"]
+        samples += stats["samples"]
+        episodes_by_split[name] = set(split["episode_id"])
+        raw = split.cast_column("images", split.features["images"].__class__(
+            split.features["images"].feature.__class__(decode=False)))
+        n_cams = len(meta["cameras"]) * meta["frames"]
+        for i in range(0, len(raw), image_sample_every):
+            row = raw[i]
+            if len(row["images"]) != n_cams or len(row["camera_names"]) != n_cams:
+                problems.append(f"{name}[{i}]: {len(row['images'])} images, expected {n_cams}")
+            for image in row["images"]:
+                checked_images += 1
+                blank += _blank(image["bytes"])
+            if row["decision_lon"] not in LONGITUDINAL or row["decision_lat"] not in LATERAL:
+                problems.append(f"{name}[{i}]: unknown decision {row['decision_lon']}/"
+                                f"{row['decision_lat']}")
+            future = np.asarray(row["future"])
+            if future.shape != (int(meta["horizon_s"] * meta["future_hz"]), 3) \
+                    or not np.isfinite(future).all():
+                problems.append(f"{name}[{i}]: future has shape {future.shape} or non-finite")
+            json.loads(row["metric_cache"])
+    seen: dict = {}
+    for name, episodes in episodes_by_split.items():
+        for e in episodes:
+            if e in seen:
+                problems.append(f"episode {e} is in both {seen[e]} and {name}")
+            seen[e] = name
+    if blank:
+        problems.append(f"{blank} of {checked_images} checked images are blank")
+    total = max(samples, 1)
+    return {
+        "samples": samples,
+        "episodes": len(seen),
+        "dropped_episodes": meta["dropped_episodes"],
+        "decision_classes": len(pairs),
+        "max_class_share": round(max(pairs.values()) / total, 4) if pairs else 1.0,
+        "label_derived_agreement": round(weighted["agreement"] / total, 4),
+        "label_derived_agreement_lon": round(weighted["agreement_lon"] / total, 4),
+        "label_derived_agreement_lat": round(weighted["agreement_lat"] / total, 4),
+        "keyframes_per_min_per_core": meta["keyframes_per_min_per_core"],
+        "checked_images": checked_images,
+        "blank_images": blank,
+        "distribution": dict(pairs.most_common()),
+        "problems": problems,
+        "ok": not problems,
+    }

@@ -1,0 +1,255 @@
+"""Cause-of-Change labels from the instrumented driver's own records.
+
+At a keyframe t0 the decision comes from what the ego driver commanded and why,
+never from the trajectory it then drove (that is what the deriver judges):
+
+* the kinematic longitudinal class from the driver's *commanded* accelerations over
+  the deriver's window (speed change and end speed, same thresholds);
+* ``yield`` when the junction rule made it yield (or MOBIL refused a merge to spare a
+  vehicle with priority) and it slows or stops; ``follow`` when it keeps speed with an
+  IDM leader close enough to matter;
+* lateral, from the lane-level plan: a lane change (or ramp merge) when the centreline
+  of the lane the driver occupies at the lateral window lies more than the threshold
+  to the left or right in the ego frame at t0; a turn when the lane it will be on at
+  the horizon points more than the turn threshold away from its lane at t0.
+
+The critical components name the agent (id, class, position and speed in the ego
+frame, what it did) or the lane / junction rule; the causal sentence cites evidence
+across the two frames (t0 - 0.5 s and t0).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from vla.data.frames import to_ego
+from vla.meta_action import DEFAULT_THRESHOLDS, MetaAction
+from vla.sim.world import DT, EpisodeLog
+
+FRAME_GAP_S = 0.5
+LEADER_RELEVANCE = 3.0  # a leader matters when its gap is below 3x the IDM desired gap
+YIELD_LOOKAHEAD_S = 1.0
+
+LON_PHRASE = {"stop": "stop", "yield": "yield", "follow": "follow it", "decelerate": "decelerate",
+              "keep_speed": "keep speed", "accelerate": "accelerate"}
+LAT_PHRASE = {"keep_lane": "keep the lane", "lane_change_left": "change lane to the left",
+              "lane_change_right": "change lane to the right", "turn_left": "turn left",
+              "turn_right": "turn right"}
+PLACE = {"merge": "merge", "intersection": "junction", "roundabout": "roundabout"}
+
+
+@dataclass
+class Label:
+    decision: MetaAction
+    critical: list[dict]
+    reasoning: str
+
+    def critical_json(self) -> str:
+        return json.dumps(self.critical)
+
+
+def _kinematic_from_commands(log: EpisodeLog, k0: int) -> str:
+    th = DEFAULT_THRESHOLDS
+    n = int(round(th.lon_window_s / DT))
+    acc = np.array([r["commanded_accel"] for r in log.records[k0:k0 + n]])
+    v = max(0.0, float(log.state[log.ego_id, k0, 3]))
+    speeds = []
+    for a in acc:
+        v = max(0.0, v + a * DT)
+        speeds.append(v)
+    v0 = float(log.state[log.ego_id, k0, 3])
+    v_end = float(np.mean(speeds[-3:]))
+    if v_end < th.stop_speed:
+        return "stop"
+    if v_end - v0 < -th.dv_threshold:
+        return "decelerate"
+    if v_end - v0 > th.dv_threshold:
+        return "accelerate"
+    return "keep_speed"
+
+
+def _lane_heading(log: EpisodeLog, lane_name, xy: np.ndarray) -> float | None:
+    for lane in log.lanes:
+        if lane.name == lane_name:
+            c = lane.centerline
+            i = int(np.argmin(np.linalg.norm(c - xy, axis=1)))
+            j = min(i + 1, len(c) - 1)
+            i = j - 1 if j == i else i
+            d = c[j] - c[i]
+            return float(np.arctan2(d[1], d[0]))
+    return None
+
+
+def _lane_point(log: EpisodeLog, lane_name, xy: np.ndarray) -> np.ndarray | None:
+    for lane in log.lanes:
+        if lane.name == lane_name:
+            c = lane.centerline
+            return c[int(np.argmin(np.linalg.norm(c - xy, axis=1)))]
+    return None
+
+
+def _lateral(log: EpisodeLog, k0: int, horizon_steps: int) -> str:
+    """Lateral decision from the lane-level plan: which lane the driver will be in.
+
+    Turns: the heading of the lane at the horizon against the lane at t0. Lane
+    changes (and ramp merges): the lateral offset, in the ego frame at t0, of the
+    centreline of the lane the driver occupies at the lateral window.
+    """
+    th = DEFAULT_THRESHOLDS
+    ego = log.ego_id
+    last = len(log.times) - 1
+    k1 = min(k0 + horizon_steps, last)
+    h0 = _lane_heading(log, log.lane_of[ego, k0], log.state[ego, k0, :2])
+    h1 = _lane_heading(log, log.lane_of[ego, k1], log.state[ego, k1, :2])
+    if h0 is not None and h1 is not None:
+        d = (h1 - h0 + np.pi) % (2 * np.pi) - np.pi
+        if d > th.turn_yaw:
+            return "turn_left"
+        if d < -th.turn_yaw:
+            return "turn_right"
+    k_lat = min(k0 + int(round(th.lat_window_s / DT)), last)
+    point = _lane_point(log, log.lane_of[ego, k_lat], log.state[ego, k_lat, :2])
+    if point is None:
+        return "keep_lane"
+    offset = float(to_ego(point, log.state[ego, k0, :3])[1])
+    if offset > th.lane_change_offset:
+        return "lane_change_left"
+    if offset < -th.lane_change_offset:
+        return "lane_change_right"
+    return "keep_lane"
+
+
+def _describe(log: EpisodeLog, agent: int, k0: int, k_prev: int) -> dict:
+    ego = log.ego_id
+    now = to_ego(log.state[agent, k0, :3], log.state[ego, k0, :3])
+    before = to_ego(log.state[agent, k_prev, :3], log.state[ego, k_prev, :3])
+    speed, acc = float(log.state[agent, k0, 3]), float(log.state[agent, k0, 4])
+    return {"kind": "agent", "id": int(agent), "class": log.kind[agent],
+            "position_m": [round(float(now[0]), 1), round(float(now[1]), 1)],
+            "speed_mps": round(speed, 1), "accel_mps2": round(acc, 1),
+            "frame1_position_m": [round(float(before[0]), 1), round(float(before[1]), 1)],
+            "frame1_speed_mps": round(float(log.state[agent, k_prev, 3]), 1)}
+
+
+def _side(y: float) -> str:
+    if abs(y) < 2.0:
+        return "in our lane"
+    return "on the left" if y > 0 else "on the right"
+
+
+def make_label(log: EpisodeLog, k0: int, horizon_steps: int) -> Label:
+    """The Cause-of-Change label of the keyframe at step ``k0``."""
+    ego = log.ego_id
+    k_prev = max(0, k0 - int(round(FRAME_GAP_S / DT)))
+    rec = log.records[k0]
+    v0 = float(log.state[ego, k0, 3])
+    kin = _kinematic_from_commands(log, k0)
+    lat = _lateral(log, k0, horizon_steps)
+    look = log.records[k0:k0 + int(round(YIELD_LOOKAHEAD_S / DT))]
+    partner = next((r["yield_to"] for r in look if r["yielding"] and r["yield_to"] is not None),
+                   None)
+    if partner is None:
+        partner = next((r["blocked_by"] for r in look if r["blocked_by"] is not None), None)
+    yielding = any(r["yielding"] for r in look) or partner is not None
+    leader = rec["leader"]
+    leader_matters = (leader is not None and rec["gap"] is not None and rec["desired_gap"]
+                      and 0 < rec["gap"] < LEADER_RELEVANCE * rec["desired_gap"])
+
+    if yielding and kin in ("decelerate", "stop") and log.spec.road != "highway":
+        lon = "yield"
+    elif kin == "keep_speed" and leader_matters:
+        lon = "follow"
+    else:
+        lon = kin
+    decision = MetaAction(lon, lat)
+    action = f"so {LON_PHRASE[lon]} and {LAT_PHRASE[lat]}"
+    if lon == "follow" and lat != "keep_lane":
+        action = f"so keep speed and {LAT_PHRASE[lat]}"
+    critical: list[dict] = []
+
+    if lon == "yield":
+        place = PLACE.get(log.spec.road, "junction")
+        critical.append({"kind": "rule", "rule": f"{place}_priority"})
+        if partner is not None and not np.isnan(log.state[partner, k0, 0]):
+            a = _describe(log, partner, k0, k_prev)
+            a["motion"] = "has_priority"
+            critical.insert(0, a)
+            d1 = float(np.hypot(*a["frame1_position_m"]))
+            d2 = float(np.hypot(*a["position_m"]))
+            sentence = (f"A car (id {partner}) {_side(a['position_m'][1])} has right of way at "
+                        f"the {place}: it is {d2:.0f} m away, {d1:.0f} m in frame 1 and "
+                        f"{d2:.0f} m in frame 2, driving {a['speed_mps']:.0f} m/s, {action}.")
+        else:
+            sentence = f"Traffic with right of way is crossing the {place} ahead, {action}."
+        return Label(decision, critical, sentence)
+
+    cause_agent = None
+    reason = rec.get("lane_change_reason")
+    if lat.startswith("lane_change") and reason and reason.get("old_leader") is not None:
+        cause_agent = reason["old_leader"]
+    elif leader_matters:
+        cause_agent = leader
+    if cause_agent is not None and not np.isnan(log.state[cause_agent, k0, 0]) \
+            and not np.isnan(log.state[cause_agent, k_prev, 0]):
+        a = _describe(log, cause_agent, k0, k_prev)
+        g1, g2 = a["frame1_position_m"][0], a["position_m"][0]
+        y1, y2 = a["frame1_position_m"][1], a["position_m"][1]
+        v1, v2 = a["frame1_speed_mps"], a["speed_mps"]
+        name = "stopped vehicle" if log.kind[cause_agent] != "car" else "car"
+        if log.kind[cause_agent] != "car" or v2 < 0.5:
+            a["motion"] = "stopped"
+            sentence = (f"A {name} (id {cause_agent}) is stopped in our lane {g2:.0f} m ahead: "
+                        f"it did not move between frame 1 and frame 2 while the gap shrank from "
+                        f"{g1:.0f} m to {g2:.0f} m, {action}.")
+        elif abs(y1) - abs(y2) > 0.5 and abs(y1) > 1.5:
+            a["motion"] = "cutting_in"
+            side = "left" if y1 > 0 else "right"
+            sentence = (f"A car (id {cause_agent}) from the {side} lane is cutting in "
+                        f"{g2:.0f} m ahead: its lateral offset went from {abs(y1):.1f} m in "
+                        f"frame 1 to {abs(y2):.1f} m in frame 2, {action}.")
+        elif a["accel_mps2"] < -1.0 or v2 < v1 - 0.6:
+            a["motion"] = "braking"
+            sentence = (f"The lead car (id {cause_agent}) {g2:.0f} m ahead is braking, brake "
+                        f"lights on in frame 2: its speed fell from {v1:.0f} to {v2:.0f} m/s "
+                        f"and the gap shrank from {g1:.0f} m to {g2:.0f} m between frame 1 and "
+                        f"frame 2, {action}.")
+        elif lat.startswith("lane_change"):
+            a["motion"] = "slower"
+            side = "left" if lat.endswith("left") else "right"
+            sentence = (f"The car ahead (id {cause_agent}) drives {v2:.0f} m/s, slower than our "
+                        f"{v0:.0f} m/s, and the gap went from {g1:.0f} m to {g2:.0f} m between "
+                        f"frame 1 and frame 2 while the {side} lane has room, {action}.")
+        else:
+            a["motion"] = "leading"
+            sentence = (f"The lead car (id {cause_agent}) is {g2:.0f} m ahead at {v2:.0f} m/s "
+                        f"(gap {g1:.0f} m in frame 1, {g2:.0f} m in frame 2; we drive "
+                        f"{v0:.0f} m/s), {action}.")
+        a["relation"] = "lead" if abs(y2) < 2.5 else "adjacent"
+        critical.append(a)
+        return Label(decision, critical, sentence)
+
+    target = float(rec.get("target_speed", v0))
+    free = float(rec["gap"]) if rec["gap"] is not None else None
+    lane_state = {"kind": "lane", "lane": "ego_lane", "state": "clear",
+                  "free_m": round(free, 0) if free is not None else None,
+                  "target_speed_mps": round(target, 1)}
+    critical.append(lane_state)
+    clear = f"clear for {free:.0f} m" if free is not None else "clear"
+    if lat.startswith("turn"):
+        critical.append({"kind": "route", "command": log.route_turn})
+        place = PLACE.get(log.spec.road, "junction")
+        sentence = (f"The route {lat.replace('_', 's ')} at the {place} and the way ahead is "
+                    f"{clear}; we drive {v0:.0f} m/s, {action}.")
+    elif lon == "accelerate":
+        sentence = (f"The lane ahead is {clear} and we drive {v0:.0f} m/s, below our "
+                    f"{target:.0f} m/s target, {action}.")
+    elif lon in ("decelerate", "stop"):
+        sentence = (f"We drive {v0:.0f} m/s and our target here is {target:.0f} m/s with the "
+                    f"lane ahead {clear}, {action}.")
+    else:
+        sentence = (f"The lane ahead is {clear} and we already drive our {v0:.0f} m/s target "
+                    f"speed, {action}.")
+    return Label(decision, critical, sentence)
