@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 
 from vla.sim.recipes import ScenarioSpec
@@ -58,7 +60,13 @@ def _route_turn(road, ego) -> str:
 
 
 def run_episode(spec: ScenarioSpec, seed: int) -> EpisodeLog:
-    """Simulate ``spec`` with ``seed``; raise :class:`EpisodeDropped` if the ego fails."""
+    """Simulate ``spec`` with ``seed``; raise :class:`EpisodeDropped` if the ego fails.
+
+    The global ``random`` / ``numpy.random`` states (which parts of highway-env use) are
+    seeded too, so an episode does not depend on which episodes ran before it.
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
     env, ego, event = setup_scenario(spec, seed)
     road = env.road
     road.record_history = False

@@ -1,0 +1,136 @@
+"""Building, checking and showing a small driving-scene data set from the real simulator."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vla.data.build import BuildConfig, build_dataset, is_complete, load_dataset_dir
+from vla.data.check import check_dataset
+from vla.data.samples import SampleConfig
+from vla.data.show import show_sample
+from vla.render.camera import camera_specs, render_camera
+from vla.render.scene import AgentBox, RoadGeometry
+from vla.sim.episode import run_episode
+from vla.sim.recipes import ScenarioSpec, episode_specs, get_recipe
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "scenes"
+    meta = build_dataset(BuildConfig(episodes=12, seed=3, workers=1), out, progress=False)
+    return out, meta
+
+
+def test_build_meets_the_label_and_image_targets(built):
+    out, meta = built
+    report = check_dataset(out)
+    assert report["ok"], report["problems"]
+    assert report["samples"] == meta["samples"] > 100
+    assert report["episodes"] + report["dropped_episodes"] == 12
+    assert report["decision_classes"] >= 8
+    assert report["max_class_share"] <= 0.40
+    assert report["label_derived_agreement"] >= 0.97
+    assert report["blank_images"] == 0 and report["checked_images"] > 50
+    assert report["keyframes_per_min_per_core"] > 0
+
+
+def test_samples_hold_cameras_history_future_label_and_cache(built):
+    out, meta = built
+    dataset, _ = load_dataset_dir(out)
+    row = dataset["train"][0]
+    assert row["camera_names"] == ["front_left", "front", "front_right"] * 2
+    assert row["frame_times"] == [-0.5] * 3 + [0.0] * 3
+    assert all(im.size == (160, 96) for im in row["images"])
+    history = np.asarray(row["history"])
+    assert history.shape == (21, 4) and np.allclose(history[-1, :3], 0, atol=1e-3)
+    future = np.asarray(row["future"])
+    assert future.shape == (60, 3)
+    cache = json.loads(row["metric_cache"])
+    assert {"agents", "lanes", "route", "ego"} <= set(cache)
+    assert all(len(a["future"]) == 60 for a in cache["agents"])
+    assert row["reasoning"].endswith(".") and "so " in row["reasoning"]
+    critical = json.loads(row["critical"])
+    assert critical and all("kind" in c for c in critical)
+
+
+def test_splits_are_by_episode(built):
+    out, _ = built
+    dataset, _ = load_dataset_dir(out)
+    episodes = [set(dataset[s]["episode_id"]) for s in dataset]
+    for i in range(len(episodes)):
+        for j in range(i + 1, len(episodes)):
+            assert not episodes[i] & episodes[j]
+
+
+def test_same_seed_same_dataset(tmp_path):
+    config = BuildConfig(recipe="highway", episodes=2, seed=11,
+                         samples=SampleConfig(image_width=64, image_height=48, topdown=False))
+    a = build_dataset(config, tmp_path / "a", progress=False)
+    b = build_dataset(config, tmp_path / "b", progress=False)
+    assert a["samples"] == b["samples"]
+    da, _ = load_dataset_dir(tmp_path / "a")
+    db, _ = load_dataset_dir(tmp_path / "b")
+    for split in da:
+        assert da[split]["sample_id"] == db[split]["sample_id"]
+        assert da[split]["future"] == db[split]["future"]
+        assert da[split]["reasoning"] == db[split]["reasoning"]
+
+
+def test_show_writes_a_picture(built, tmp_path):
+    out, _ = built
+    png = show_sample(out, 0, tmp_path / "sample.png")
+    image = Image.open(png)
+    assert image.width > 3 * 160 and image.height > 2 * 96
+    assert np.asarray(image).std() > 10
+
+
+def test_brake_lights_are_visible_when_the_lead_brakes():
+    log = run_episode(ScenarioSpec("free_cruise"), 0)
+    road = RoadGeometry.from_lanes(log.lanes)
+    x, y, yaw = log.state[log.ego_id, 0, :3]
+    ego = AgentBox(log.ego_id, x, y, yaw, 5, 2, False)
+    ahead = (x + 15 * np.cos(yaw), y + 15 * np.sin(yaw))
+    cam = camera_specs(["front"])[0]
+    red = []
+    for braking in (False, True):
+        lead = AgentBox(999, *ahead, yaw, 5, 2, braking)
+        img = render_camera(cam, ego, [lead], road).astype(int)
+        red.append(int(((img[..., 0] > 230) & (img[..., 1] < 80)).sum()))
+    assert red[0] == 0 and red[1] > 4
+
+
+def test_unknown_recipe_and_bad_config_are_named():
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        get_recipe("nope")
+    with pytest.raises(ValueError, match="unknown camera 'roof'"):
+        SampleConfig(cameras=("roof",))
+    with pytest.raises(ValueError, match="horizon_s"):
+        SampleConfig(horizon_s=2.0)
+    with pytest.raises(ValueError, match="episodes"):
+        episode_specs("default", 0, 0)
+    out = subprocess.run([sys.executable, "-m", "vla.cli", "data", "build", "--recipe", "nope",
+                          "--episodes", "1", "--out", "/tmp/never-written"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "unknown recipe 'nope'" in out.stderr
+
+
+def test_killed_build_leaves_nothing_that_looks_complete(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "vla.cli", "data", "build", "--episodes", "200",
+                             "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(8)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not out.exists()
+    partial = [p for p in tmp_path.iterdir() if p.name.startswith(".killed.partial")]
+    assert partial and not is_complete(partial[0])
+    with pytest.raises(ValueError, match="not a complete vla data set"):
+        load_dataset_dir(partial[0])
