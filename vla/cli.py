@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
 
     # -- trajectory tokenizers (vla/trajectory) --
+    from vla.trajectory.cli import add_tokenizer_parser
+    add_tokenizer_parser(sub)
     # -- end trajectory tokenizers --
 
     p = sub.add_parser("demo", help="run the main pipeline on the tiny preset")

@@ -121,7 +121,7 @@ class TrajectoryCodec(ABC):
         self._fit(trajs, egos)
         self.fitted = True
         errs = [np.max(np.linalg.norm(self.round_trip(t, e)[:, :2] - t[:, :2], axis=1))
-                for t, e in zip(trajs[:2000], egos[:2000], strict=True)]
+                for t, e in zip(trajs[:500], egos[:500], strict=True)]
         self.fit_max_error_m = float(np.max(errs))
         return self
 

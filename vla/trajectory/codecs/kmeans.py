@@ -1,0 +1,183 @@
+"""A learned codebook of motion segments (k-means, as AutoVLA), chained from the ego state.
+
+The horizon is cut into segments of ``segment_s`` seconds (one token each; ``segment_s`` equal
+to the horizon gives a single-token, whole-trajectory vocabulary as in Hydra-MDP / VADv2). A
+codebook entry is an *ego-state-conditioned residual*: in the frame of the pose at the segment's
+start, the offsets of its samples from driving straight on at the current speed,
+``(x - v t, y)``, their yaw change, and the change of speed at its end. Decoding chains entries
+from the ego pose and speed: each adds its residual to the constant-velocity motion of the
+current decoded state, then hands its end pose and speed to the next. Because the residual of
+braking or turning barely depends on speed, one codebook serves 0 to 35 m/s.
+
+Fitting runs k-means (scikit-learn's mini-batch k-means) over the residuals of all training
+segments, cut at the true poses (teacher forcing). Encoding is a beam search: from the decoded
+state, every entry is rolled out for the next segment, scored by its squared position error
+against the trajectory plus heading and speed mismatch at its end, and the ``beam`` best
+partial sequences are kept, so that later segments correct earlier quantisation errors.
+
+Simplifications: residual offsets do not scale with speed (a decelerating entry learned at
+speed can ask a slow vehicle to reverse: the decoder then stops it instead); the codebook is
+only as good as the coverage of the training set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from vla.trajectory.codecs.base import CodecConfig, TrajectoryCodec, _check_positive_int
+from vla.trajectory.codecs.unicycle import path_speeds
+from vla.trajectory.kinematics import to_global, to_local
+from vla.trajectory.types import EgoState, wrap_angle
+
+_YAW_SCALE_M = 5.0  # metres per radian when yaw residuals enter the k-means distance
+
+
+@dataclasses.dataclass(frozen=True)
+class KMeansSegmentConfig(CodecConfig):
+    segment_s: float = 0.5
+    codebook_size: int = 2048
+    beam: int = 4
+    kmeans_iters: int = 30
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive_int(self, "codebook_size", "beam", "kmeans_iters")
+        if not self.segment_s > 0:
+            raise ValueError(f"KMeansSegmentConfig.segment_s must be > 0, got {self.segment_s}")
+        self.spec.steps_per(1.0 / self.segment_s, what="1 / segment_s")
+
+
+class KMeansSegmentCodec(TrajectoryCodec):
+    name = "kmeans_segment"
+    config_cls = KMeansSegmentConfig
+    config: KMeansSegmentConfig
+
+    def __init__(self, config: KMeansSegmentConfig | None = None) -> None:
+        super().__init__(config)
+        self.seg_len = self.spec.steps_per(1.0 / self.config.segment_s, what="1 / segment_s")
+        self.n_segments = self.spec.num_points // self.seg_len
+        self.seg_times = self.spec.dt * np.arange(1, self.seg_len + 1)
+        # entries: (K, L, 3) residual x, y, yaw per sample; (K,) speed change
+        self.residuals = np.zeros((0, self.seg_len, 3))
+        self.dspeed = np.zeros(0)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def num_tokens(self) -> int:
+        return self.n_segments
+
+    # -- residual features -------------------------------------------------------------------
+    def _segment_residuals(self, trajectories: np.ndarray, egos: list[EgoState]
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """Teacher-forced residuals of every segment: ``(N * S, L, 3)`` and ``(N * S,)``."""
+        n = len(trajectories)
+        speeds = path_speeds(trajectories, self.spec.hz)
+        start = np.zeros((n, 4))
+        start[:, 3] = [e.speed for e in egos]
+        res, dv = [], []
+        for j in range(self.n_segments):
+            seg = trajectories[:, j * self.seg_len:(j + 1) * self.seg_len]
+            x0, y0, th0, v0 = (start[:, i, None] for i in range(4))
+            local = to_local(seg[..., :2], x0, y0, th0)
+            local[..., 0] -= v0 * self.seg_times
+            yaw = wrap_angle(seg[..., 2] - th0)
+            res.append(np.concatenate([local, yaw[..., None]], axis=-1))
+            v_end = speeds[:, (j + 1) * self.seg_len - 1]
+            dv.append(v_end - start[:, 3])
+            start = np.column_stack([seg[:, -1, 0], seg[:, -1, 1], seg[:, -1, 2], v_end])
+        return np.concatenate(res), np.concatenate(dv)
+
+    def _features(self, res: np.ndarray, dv: np.ndarray) -> np.ndarray:
+        yaw = res[..., 2] * _YAW_SCALE_M
+        return np.column_stack([res[..., :2].reshape(len(res), -1), yaw,
+                                dv * self.config.segment_s])
+
+    def _fit(self, trajectories: np.ndarray, egos: list[EgoState]) -> None:
+        from sklearn.cluster import MiniBatchKMeans
+
+        res, dv = self._segment_residuals(trajectories, egos)
+        feats = self._features(res, dv)
+        k = self.config.codebook_size
+        n_unique = len(np.unique(np.round(feats, 4), axis=0))
+        if n_unique < k:
+            raise ValueError(
+                f"{self.name}: codebook_size={k} exceeds the {n_unique} distinct training "
+                f"segments ({len(trajectories)} trajectories x {self.n_segments} segments); "
+                "fit on more data or use a smaller codebook")
+        km = MiniBatchKMeans(n_clusters=k, random_state=self.config.seed, n_init=1,
+                             max_iter=self.config.kmeans_iters, batch_size=max(4096, 2 * k),
+                             max_no_improvement=5, reassignment_ratio=0.001)
+        labels = km.fit_predict(feats)
+        # centres as member means of the raw residuals (exact units, no feature scaling)
+        counts = np.bincount(labels, minlength=k).astype(np.float64)
+        sums = np.zeros((k, self.seg_len, 3))
+        np.add.at(sums, labels, res)
+        dsum = np.bincount(labels, weights=dv, minlength=k)
+        empty = counts == 0
+        counts[empty] = 1.0
+        self.residuals = sums / counts[:, None, None]
+        self.dspeed = dsum / counts
+        if np.any(empty):  # keep k-means' own centre where no segment was assigned
+            c = km.cluster_centers_[empty]
+            L = self.seg_len
+            self.residuals[empty, :, :2] = c[:, :2 * L].reshape(-1, L, 2)
+            self.residuals[empty, :, 2] = c[:, 2 * L:3 * L] / _YAW_SCALE_M
+            self.dspeed[empty] = c[:, -1] / self.config.segment_s
+
+    # -- rollout -------------------------------------------------------------------------------
+    def _apply(self, state: np.ndarray, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Apply ``entries`` (...) to states (..., 4): poses (..., L, 3) and end states (..., 4)."""
+        res = self.residuals[entries]                                  # (..., L, 3)
+        x0, y0, th0, v0 = (state[..., i, None] for i in range(4))
+        local = np.stack(np.broadcast_arrays(v0 * self.seg_times + res[..., 0], res[..., 1]),
+                         axis=-1)
+        xy = to_global(local, x0, y0, th0)
+        yaw = np.broadcast_to(th0 + res[..., 2], xy.shape[:-1])
+        poses = np.concatenate([xy, yaw[..., None]], axis=-1)
+        v_end = np.broadcast_to(np.maximum(state[..., 3] + self.dspeed[entries], 0.0),
+                                xy.shape[:-2])
+        end = np.concatenate([poses[..., -1, :], v_end[..., None]], axis=-1)
+        return poses, end
+
+    def _encode(self, trajectory: np.ndarray, ego: EgoState) -> np.ndarray:
+        k, beam_w = self.config.codebook_size, self.config.beam
+        speeds = path_speeds(trajectory[None], self.spec.hz)[0]
+        states = np.array([[0.0, 0.0, 0.0, ego.speed]])
+        costs = np.zeros(1)
+        seqs = np.zeros((1, 0), dtype=np.int64)
+        entries = np.arange(k)
+        for j in range(self.n_segments):
+            seg = trajectory[j * self.seg_len:(j + 1) * self.seg_len]
+            poses, ends = self._apply(states[:, None, :], entries[None, :])  # (B, K, L, 3)
+            pos_err = np.sum((poses[..., :2] - seg[:, :2]) ** 2, axis=(-1, -2))
+            total = costs[:, None] + pos_err
+            reach = states[:, 3:4] * self.config.segment_s + 1.0
+            yaw_err = wrap_angle(ends[..., 2] - seg[-1, 2]) * reach
+            v_err = (ends[..., 3] - speeds[(j + 1) * self.seg_len - 1]) * self.config.segment_s
+            rank = total + 0.5 * yaw_err**2 + 0.5 * v_err**2
+            flat = np.argsort(rank, axis=None)[:beam_w]
+            b, e = np.unravel_index(flat, rank.shape)
+            states, costs = ends[b, e], total[b, e]
+            seqs = np.column_stack([seqs[b], e])
+        return seqs[0]
+
+    def _decode(self, ids: np.ndarray, ego: EgoState) -> np.ndarray:
+        state = np.array([0.0, 0.0, 0.0, ego.speed])
+        out = []
+        for i in ids:
+            poses, state = self._apply(state, np.asarray(i))
+            out.append(poses)
+        return np.concatenate(out, axis=0)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"residuals": self.residuals, "dspeed": self.dspeed}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.residuals = np.asarray(state["residuals"], dtype=np.float64)
+        self.dspeed = np.asarray(state["dspeed"], dtype=np.float64)

@@ -1,0 +1,67 @@
+"""Codec names, construction from plain settings, the default codec, and loading from disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla.trajectory.codecs import (
+    DctBpeCodec,
+    KMeansSegmentCodec,
+    TrajectoryCodec,
+    UnicycleCodec,
+    WaypointCodec,
+)
+from vla.trajectory.codecs.base import CONFIG_FILE, FORMAT_VERSION, STATE_FILE
+
+CODECS: dict[str, type[TrajectoryCodec]] = {
+    cls.name: cls for cls in (WaypointCodec, UnicycleCodec, KMeansSegmentCodec, DctBpeCodec)
+}
+
+#: The codec the model writes by default; chosen from the bench (see README, "Trajectory
+#: tokenizers"): 12 fixed-length tokens over 6 s, 4096 ids, closed-form decoding from the ego
+#: speed, no learned state beyond two means and standard deviations.
+DEFAULT_CODEC: tuple[str, dict[str, Any]] = (
+    "unicycle",
+    {"rate_hz": 2.0, "joint": True, "accel_bins": 64, "curvature_bins": 64,
+     "lateral": "lateral_accel"},
+)
+
+
+def make_codec(name: str, **settings: Any) -> TrajectoryCodec:
+    """Build an unfitted codec by name, e.g. ``make_codec("unicycle", rate_hz=2.0)``."""
+    if name not in CODECS:
+        raise ValueError(f"unknown codec {name!r}; choose from {sorted(CODECS)}")
+    cls = CODECS[name]
+    try:
+        config = cls.config_cls(**settings)
+    except TypeError as err:
+        raise ValueError(f"bad settings for {name}: {err}") from err
+    return cls(config)
+
+
+def default_codec(hz: float = 10.0, horizon_s: float = 6.0) -> TrajectoryCodec:
+    """The default codec (unfitted) for the given sampling."""
+    name, settings = DEFAULT_CODEC
+    return make_codec(name, hz=hz, horizon_s=horizon_s, **settings)
+
+
+def load_codec(directory: str | Path) -> TrajectoryCodec:
+    """Load a codec saved with ``codec.save(directory)``."""
+    d = Path(directory)
+    meta_path, state_path = d / CONFIG_FILE, d / STATE_FILE
+    if not meta_path.exists():
+        raise FileNotFoundError(f"no saved trajectory codec in {d} ({CONFIG_FILE} missing)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} is not "
+                         f"{FORMAT_VERSION}")
+    name = meta.get("codec")
+    if name not in CODECS:
+        raise ValueError(f"{meta_path}: unknown codec {name!r}; known: {sorted(CODECS)}")
+    with np.load(state_path, allow_pickle=False) as npz:
+        state = {k: npz[k] for k in npz.files}
+    return CODECS[name].from_saved(meta, state)
