@@ -16,6 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The physical envelope every fixed-grid codec covers whatever its training set holds:
+#: the strongest braking and acceleration, the tightest curvature (5 m radius), the largest
+#: lateral acceleration and the highest speed a trajectory is expected to show.
+MAX_DECEL = 6.0        # m/s^2
+MAX_ACCEL = 4.0        # m/s^2
+MAX_CURVATURE = 0.2    # 1/m
+MAX_LAT_ACCEL = 5.0    # m/s^2
+MAX_SPEED = 40.0       # m/s
+
 
 def distance_travelled(v: np.ndarray, a: np.ndarray, t: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,8 @@
 2. DCT-II (orthonormal) of each channel; coefficients divided by ``step_m`` and rounded, then
    clipped to ``+-max_abs``. Orthonormality makes the position error per sample about
    ``0.29 * step_m`` RMS per axis, whatever the trajectory.
-3. Flattened lowest frequency first, channels interleaved, so the zeros of the high
+3. The symbol alphabet spans 1.5x the largest training coefficient (at most ``max_abs``).
+   Flattened lowest frequency first, channels interleaved, so the zeros of the high
    frequencies come last; each integer becomes one symbol.
 4. BPE (Hugging Face ``tokenizers``) learns merges of frequent symbol runs up to ``vocab_size``.
 
@@ -84,7 +85,8 @@ class DctBpeCodec(TrajectoryCodec):
         from tokenizers import Tokenizer, models, trainers
 
         symbols = [self._symbols(t, e) for t, e in zip(trajectories, egos, strict=True)]
-        self.alphabet = int(min(self.config.max_abs, max(int(np.abs(s).max()) for s in symbols)))
+        largest = max(int(np.abs(s).max()) for s in symbols)
+        self.alphabet = int(min(self.config.max_abs, np.ceil(1.5 * largest) + 1))  # headroom
         base = 2 * self.alphabet + 1
         if self.config.vocab_size < base:
             raise ValueError(

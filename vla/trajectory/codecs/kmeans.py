@@ -10,10 +10,12 @@ current decoded state, then hands its end pose and speed to the next. Because th
 braking or turning barely depends on speed, one codebook serves 0 to 35 m/s.
 
 Fitting runs k-means (scikit-learn's mini-batch k-means) over the residuals of all training
-segments, cut at the true poses (teacher forcing). Encoding is a beam search: from the decoded
-state, every entry is rolled out for the next segment, scored by its squared position error
-against the trajectory plus heading and speed mismatch at its end, and the ``beam`` best
-partial sequences are kept, so that later segments correct earlier quantisation errors.
+segments, cut at the true poses (teacher forcing), for ``codebook_size - 1`` entries; entry 0 is
+the exact zero residual (carry on at the current speed and heading; stay put when stopped).
+Encoding is a beam search: from the decoded state, every entry is rolled out for the next
+segment, scored by its squared position error against the trajectory plus heading and speed
+mismatch at its end, and the ``beam`` best partial sequences are kept, so that later segments
+correct earlier quantisation errors.
 
 Simplifications: residual offsets do not scale with speed (a decelerating entry learned at
 speed can ask a slow vehicle to reverse: the decoder then stops it instead); the codebook is
@@ -110,21 +112,23 @@ class KMeansSegmentCodec(TrajectoryCodec):
                 f"{self.name}: codebook_size={k} exceeds the {n_unique} distinct training "
                 f"segments ({len(trajectories)} trajectories x {self.n_segments} segments); "
                 "fit on more data or use a smaller codebook")
-        km = MiniBatchKMeans(n_clusters=k, random_state=self.config.seed, n_init=1,
+        km = MiniBatchKMeans(n_clusters=k - 1, random_state=self.config.seed, n_init=1,
                              max_iter=self.config.kmeans_iters, batch_size=max(4096, 2 * k),
                              max_no_improvement=5, reassignment_ratio=0.001)
-        labels = km.fit_predict(feats)
+        labels = km.fit_predict(feats) + 1     # entry 0 is reserved, see below
         # centres as member means of the raw residuals (exact units, no feature scaling)
         counts = np.bincount(labels, minlength=k).astype(np.float64)
         sums = np.zeros((k, self.seg_len, 3))
         np.add.at(sums, labels, res)
         dsum = np.bincount(labels, weights=dv, minlength=k)
+        # entry 0: exactly "carry on at the current speed and heading" (stays put when stopped)
+        counts[0], sums[0], dsum[0] = 1.0, 0.0, 0.0
         empty = counts == 0
         counts[empty] = 1.0
         self.residuals = sums / counts[:, None, None]
         self.dspeed = dsum / counts
         if np.any(empty):  # keep k-means' own centre where no segment was assigned
-            c = km.cluster_centers_[empty]
+            c = km.cluster_centers_[empty[1:]]
             L = self.seg_len
             self.residuals[empty, :, :2] = c[:, :2 * L].reshape(-1, L, 2)
             self.residuals[empty, :, 2] = c[:, 2 * L:3 * L] / _YAW_SCALE_M
@@ -135,8 +139,9 @@ class KMeansSegmentCodec(TrajectoryCodec):
         """Apply ``entries`` (...) to states (..., 4): poses (..., L, 3) and end states (..., 4)."""
         res = self.residuals[entries]                                  # (..., L, 3)
         x0, y0, th0, v0 = (state[..., i, None] for i in range(4))
-        local = np.stack(np.broadcast_arrays(v0 * self.seg_times + res[..., 0], res[..., 1]),
-                         axis=-1)
+        # never reverse: a braking entry learned at speed stops a slower vehicle instead
+        along = np.maximum.accumulate(np.maximum(v0 * self.seg_times + res[..., 0], 0.0), axis=-1)
+        local = np.stack(np.broadcast_arrays(along, res[..., 1]), axis=-1)
         xy = to_global(local, x0, y0, th0)
         yaw = np.broadcast_to(th0 + res[..., 2], xy.shape[:-1])
         poses = np.concatenate([xy, yaw[..., None]], axis=-1)

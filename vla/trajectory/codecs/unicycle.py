@@ -9,7 +9,10 @@ trajectory over the step (plus a heading term). Because every step starts from t
 state, quantisation errors are corrected by the next step instead of accumulating.
 
 Each control is z-scored with the mean and standard deviation fitted on the training set and
-quantised into uniform bins spanning the fitted range (or ``mean +- z_max * std``). Decoding
+quantised into uniform bins spanning the fitted range (0.1 % tails left out: braking to a
+standstill inside a step gives rare extreme values) widened to the physical envelope of
+``kinematics`` (-6..4 m/s^2, curvature +-0.2 1/m or lateral acceleration +-5 m/s^2), or
+``mean +- z_max * std`` when ``z_max`` is set. Decoding
 integrates the controls from the ego speed in closed form (see ``kinematics``), holding each
 control for one step. Ids: ``[0, accel_bins)`` accelerations, then curvatures; with
 ``joint=True`` a single id per step encodes the pair (vocabulary ``accel_bins * curvature_bins``).
@@ -37,7 +40,14 @@ from vla.trajectory.codecs.base import (
     _check_choice,
     _check_positive_int,
 )
-from vla.trajectory.kinematics import rollout_interval, to_local
+from vla.trajectory.kinematics import (
+    MAX_ACCEL,
+    MAX_CURVATURE,
+    MAX_DECEL,
+    MAX_LAT_ACCEL,
+    rollout_interval,
+    to_local,
+)
 from vla.trajectory.types import EgoState, wrap_angle
 
 _TAIL = 1e-3  # share of fitted control values left outside the bin range at each end
@@ -170,6 +180,10 @@ class UnicycleCodec(TrajectoryCodec):
             core = values[(values >= lo) & (values <= hi)]
             mean = float(np.mean(core))
             std = float(np.std(core))
+            # cover the physical envelope too, whatever the training set holds
+            lat_env = MAX_CURVATURE if self.config.lateral == "curvature" else MAX_LAT_ACCEL
+            env = (MAX_DECEL, MAX_ACCEL) if which == 0 else (lat_env, lat_env)
+            lo, hi = min(lo, -env[0]), max(hi, env[1])
             std = std if std > 1e-9 else 1.0
             if self.config.z_max is not None:
                 z_lo, z_hi = -self.config.z_max, self.config.z_max

@@ -1,10 +1,12 @@
 """Waypoint bins: (x, y) of every ``1 / rate_hz`` seconds, each quantised into bins.
 
 Per waypoint and per axis the codec fits a set of bin centres on the training set, either
-``uniform`` over the fitted range (widened by 10 %) or at ``quantile`` levels (more bins where
-trajectories are dense). With ``relative="constant_velocity"`` the quantity binned is the
-deviation from driving straight on at the ego speed, ``(x - v0 t, y)``, which is much narrower
-than the raw positions at motorway speed; with ``"ego"`` the raw ego-frame positions.
+``uniform`` over the fitted range widened to the physical envelope of ``kinematics`` (braking at
+6 m/s^2, accelerating at 4, lateral acceleration 5, at most 40 m/s), or at ``quantile`` levels
+(more bins where trajectories are dense; the outermost bins sit on the envelope). With
+``relative="constant_velocity"`` the quantity binned is the deviation from driving straight on
+at the ego speed, ``(x - v0 t, y)``, which is much narrower than the raw positions at motorway
+speed; with ``"ego"`` the raw ego-frame positions.
 
 Decoding places the waypoints and interpolates the samples between them with a cubic spline in
 time through t0 = (0, 0), whose start velocity is clamped to (v0, 0) from the ego state. The yaw
@@ -28,7 +30,13 @@ from vla.trajectory.codecs.base import (
     _check_choice,
     _check_positive_int,
 )
-from vla.trajectory.kinematics import yaw_from_positions
+from vla.trajectory.kinematics import (
+    MAX_ACCEL,
+    MAX_DECEL,
+    MAX_LAT_ACCEL,
+    MAX_SPEED,
+    yaw_from_positions,
+)
 from vla.trajectory.types import EgoState
 
 
@@ -77,19 +85,31 @@ class WaypointCodec(TrajectoryCodec):
             xy[:, 0] -= ego.speed * self.knot_times
         return xy
 
+    def envelope(self) -> np.ndarray:
+        """Physical range of the binned values at each waypoint, ``(K, 2, 2)`` (lo, hi)."""
+        t = self.knot_times
+        lat = np.minimum(0.5 * MAX_LAT_ACCEL * t**2, MAX_SPEED * t)
+        if self.config.relative == "constant_velocity":
+            x = np.stack([-np.minimum(0.5 * MAX_DECEL * t**2, MAX_SPEED * t),
+                          0.5 * MAX_ACCEL * t**2], axis=1)
+        else:
+            x = np.stack([-lat, MAX_SPEED * t], axis=1)
+        return np.stack([x, np.stack([-lat, lat], axis=1)], axis=1)
+
     def _fit(self, trajectories: np.ndarray, egos: list[EgoState]) -> None:
         values = np.stack([self._values(t, e) for t, e in zip(trajectories, egos, strict=True)])
         n = self.config.bins
+        env = self.envelope()
         for k in range(self.n_waypoints):
             for d in range(2):
                 v = values[:, k, d]
                 if self.config.spacing == "uniform":
-                    lo, hi = float(v.min()), float(v.max())
+                    lo, hi = min(float(v.min()), env[k, d, 0]), max(float(v.max()), env[k, d, 1])
                     pad = 0.05 * (hi - lo) + 1e-3
                     self.centers[k, d] = np.linspace(lo - pad, hi + pad, n)
                 else:
                     c = np.quantile(v, (np.arange(n) + 0.5) / n)
-                    c[0], c[-1] = min(c[0], v.min()), max(c[-1], v.max())
+                    c[0], c[-1] = min(c[0], env[k, d, 0]), max(c[-1], env[k, d, 1])
                     self.centers[k, d] = np.maximum.accumulate(c)
 
     def knot_bound_m(self) -> float:
