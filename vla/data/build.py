@@ -151,8 +151,10 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
         rows_by_split[split_of[index]].extend(rows)
     n_samples = sum(len(r) for r in rows_by_split.values())
     feats = features(config.samples)
-    dataset = DatasetDict({s: Dataset.from_list(rows_by_split[s], features=feats)
-                           for s in SPLITS})
+    dataset = DatasetDict({
+        s: Dataset.from_list(rows_by_split[s], features=feats) if rows_by_split[s]
+        else Dataset.from_dict({name: [] for name in feats}, features=feats)
+        for s in SPLITS})
     dataset.save_to_disk(str(tmp))
     meta = {
         "format": "vla-driving-scenes/1",
