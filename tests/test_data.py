@@ -71,7 +71,7 @@ def test_splits_are_by_episode(built):
 
 
 def test_same_seed_same_dataset(tmp_path):
-    config = BuildConfig(recipe="highway", episodes=2, seed=11,
+    config = BuildConfig(recipe="highway", episodes=3, seed=11,
                          samples=SampleConfig(image_width=64, image_height=48, topdown=False))
     a = build_dataset(config, tmp_path / "a", progress=False)
     b = build_dataset(config, tmp_path / "b", progress=False)

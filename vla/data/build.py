@@ -40,8 +40,8 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; known recipes: {sorted(RECIPES)}")
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.episodes < 3:
+            raise ValueError(f"episodes must be >= 3 (one per split), got {self.episodes}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6 \
@@ -97,8 +97,9 @@ def _episode_job(args):
 
 def _split_of(episodes: int, fractions, seed: int) -> list[str]:
     order = np.random.default_rng(seed + 7919).permutation(episodes)
-    n_train = int(round(fractions[0] * episodes))
-    n_val = int(round(fractions[1] * episodes))
+    n_val = max(1, int(round(fractions[1] * episodes)))
+    n_test = max(1, int(round(fractions[2] * episodes)))
+    n_train = episodes - n_val - n_test
     split = [""] * episodes
     for rank, i in enumerate(order):
         split[i] = "train" if rank < n_train else "validation" if rank < n_train + n_val \
@@ -151,10 +152,9 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
         rows_by_split[split_of[index]].extend(rows)
     n_samples = sum(len(r) for r in rows_by_split.values())
     feats = features(config.samples)
-    dataset = DatasetDict({
-        s: Dataset.from_list(rows_by_split[s], features=feats) if rows_by_split[s]
-        else Dataset.from_dict({name: [] for name in feats}, features=feats)
-        for s in SPLITS})
+    # a split left empty (all its episodes dropped) is not saved; `vla data check` reports it
+    dataset = DatasetDict({s: Dataset.from_list(rows_by_split[s], features=feats)
+                           for s in SPLITS if rows_by_split[s]})
     dataset.save_to_disk(str(tmp))
     meta = {
         "format": "vla-driving-scenes/1",
