@@ -105,22 +105,23 @@ def to_global(points: np.ndarray, x0, y0, th0) -> np.ndarray:
     return np.stack([x0 + c * px - s * py, y0 + s * px + c * py], axis=-1)
 
 
-def yaw_from_positions(xy: np.ndarray, start_yaw: float = 0.0, min_step: float = 1e-3
-                       ) -> np.ndarray:
-    """Heading along a ``(T, 2)`` path that starts at the origin (central differences).
+def yaw_from_positions(xy: np.ndarray, hz: float, start_yaw: float = 0.0,
+                       min_speed: float = 0.5) -> np.ndarray:
+    """Heading along a ``(T, 2)`` path sampled at ``hz`` that starts at the origin.
 
-    Where the vehicle barely moves (step below ``min_step`` m) the previous heading is kept, so
-    a stopped vehicle keeps its yaw instead of getting noise.
+    Central differences; where the vehicle moves slower than ``min_speed`` (m/s) the previous
+    heading is kept, so a stopped or creeping vehicle keeps its yaw instead of getting the
+    direction of quantisation noise.
     """
     pts = np.vstack([np.zeros((1, 2)), xy])
     fwd = np.diff(pts, axis=0)                       # step ending at each sample
     nxt = np.vstack([fwd[1:], fwd[-1:]])             # step starting at each sample
     d = fwd + nxt
+    speeds = np.linalg.norm(d, axis=1) * hz / 2
     yaw = np.empty(len(xy))
     prev = start_yaw
-    norms = np.linalg.norm(d, axis=1)
     for i in range(len(xy)):
-        if norms[i] > 2 * min_step:
+        if speeds[i] > min_speed:
             prev = float(np.arctan2(d[i, 1], d[i, 0]))
         yaw[i] = prev
     return np.unwrap(yaw)

@@ -122,7 +122,7 @@ class DctBpeCodec(TrajectoryCodec):
         flat[:n] = values[:n]
         res = idct(flat.reshape(-1, 2) * self.config.step_m, type=2, norm="ortho", axis=0)
         res[:, 0] += ego.speed * self.spec.times
-        return np.column_stack([res, yaw_from_positions(res)])
+        return np.column_stack([res, yaw_from_positions(res, self.spec.hz)])
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"tokenizer": np.array(self._tok_json), "alphabet": np.array(self.alphabet),

@@ -150,7 +150,7 @@ class WaypointCodec(TrajectoryCodec):
         spline = CubicSpline(times, knots, axis=0,
                              bc_type=((1, np.array([ego.speed, 0.0])), (2, np.zeros(2))))
         pos = spline(self.spec.times)
-        return np.column_stack([pos, yaw_from_positions(pos)])
+        return np.column_stack([pos, yaw_from_positions(pos, self.spec.hz)])
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"centers": self.centers}
