@@ -45,6 +45,8 @@ def split_from_dataset(ds, spec: TrajectorySpec) -> TrajectorySplit:
     missing = {"future", "ego_speed"} - set(ds.column_names)
     if missing:
         raise ValueError(f"the data set lacks the columns {sorted(missing)}")
+    wanted = ["future", "ego_speed", "ego_accel", "ego_yaw_rate", "scenario"]
+    ds = ds.select_columns([c for c in wanted if c in ds.column_names])  # skip the images
     trajs = np.asarray(ds["future"], dtype=np.float64)
     if trajs.ndim != 3 or trajs.shape[1:] != (spec.num_points, 3):
         raise ValueError(f"'future' must be (N, {spec.num_points}, 3), got {trajs.shape}")

@@ -23,11 +23,11 @@ CODECS: dict[str, type[TrajectoryCodec]] = {
 
 #: The codec the model writes by default; chosen from the bench (see README, "Trajectory
 #: tokenizers"): 12 fixed-length tokens over 6 s, 4096 ids, closed-form decoding from the ego
-#: speed, no learned state beyond two means and standard deviations.
+#: speed, no learned state beyond 2 x 64 bin centres.
 DEFAULT_CODEC: tuple[str, dict[str, Any]] = (
     "unicycle",
     {"rate_hz": 2.0, "joint": True, "accel_bins": 64, "curvature_bins": 64,
-     "lateral": "lateral_accel"},
+     "lateral": "lateral_accel", "spacing": "quantile"},
 )
 
 

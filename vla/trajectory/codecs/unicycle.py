@@ -17,6 +17,10 @@ integrates the controls from the ego speed in closed form (see ``kinematics``), 
 control for one step. Ids: ``[0, accel_bins)`` accelerations, then curvatures; with
 ``joint=True`` a single id per step encodes the pair (vocabulary ``accel_bins * curvature_bins``).
 
+With ``spacing="quantile"`` the bins are not uniform but hold equal shares of the fitted values
+(fine where controls are common, near zero; coarse in the tails, which the closed loop then
+corrects over the following steps); the outermost bins stay on the ends of the range.
+
 With ``lateral="lateral_accel"`` the second control is the lateral acceleration
 ``v_mid^2 * curvature`` (``v_mid``: the decoded mid-step speed, at least 1 m/s) instead of the
 curvature: its bins then have the same resolution in metres at every speed, where curvature bins
@@ -65,6 +69,7 @@ class UnicycleConfig(CodecConfig):
     z_max: float | None = None
     search_radius: int = 1
     lateral: str = "curvature"
+    spacing: str = "uniform"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,6 +80,7 @@ class UnicycleConfig(CodecConfig):
         if self.z_max is not None and not self.z_max > 0:
             raise ValueError(f"UnicycleConfig.z_max must be > 0 or None, got {self.z_max}")
         _check_choice(self, "lateral", ("curvature", "lateral_accel"))
+        _check_choice(self, "spacing", ("uniform", "quantile"))
         if not isinstance(self.search_radius, int) or not 0 <= self.search_radius <= 5:
             raise ValueError(f"UnicycleConfig.search_radius must be an int in 0..5, "
                              f"got {self.search_radius!r}")
@@ -86,7 +92,9 @@ def invert_step(state: np.ndarray, target_xy: np.ndarray, dt: float
 
     The curvature is that of the circle tangent to the current heading through the target; the
     acceleration makes the arc length come out in ``dt`` seconds (with a stop inside the step
-    when the arc is shorter than half of ``v * dt``).
+    when the arc is shorter than half of ``v * dt``), clipped to twice the physical envelope.
+    The curvature is clipped to +-0.2 1/m (a 5 m radius). A target more than 90 degrees off
+    the heading (reversing) is not pursued: brake.
     """
     local = to_local(target_xy, state[..., 0], state[..., 1], state[..., 2])
     chord = np.hypot(local[..., 0], local[..., 1])
@@ -96,7 +104,9 @@ def invert_step(state: np.ndarray, target_xy: np.ndarray, dt: float
     alpha = np.where(moving, alpha, 0.0)
     chord = np.where(moving, chord, 0.0)
     safe_chord = np.where(moving, chord, 1.0)
-    kappa = np.where(moving, 2.0 * np.sin(alpha) / safe_chord, 0.0)
+    # no car turns tighter than the envelope: jitter at a standstill must not spin the heading
+    kappa = np.clip(np.where(moving, 2.0 * np.sin(alpha) / safe_chord, 0.0),
+                    -MAX_CURVATURE, MAX_CURVATURE)
     ratio = np.where(np.abs(alpha) > 1e-6, alpha / np.where(np.abs(alpha) > 1e-6,
                                                             np.sin(alpha), 1.0), 1.0)
     s = chord * ratio
@@ -104,7 +114,9 @@ def invert_step(state: np.ndarray, target_xy: np.ndarray, dt: float
     a_free = 2.0 * (s - v * dt) / dt**2
     stops = s < 0.5 * v * dt
     a_stop = -v * v / (2.0 * np.maximum(s, 1e-6))
-    return np.where(stops, a_stop, a_free), kappa
+    # a stop inside a very short arc asks for an unbounded deceleration: keep it physical
+    a = np.clip(np.where(stops, a_stop, a_free), -2 * MAX_DECEL, 2 * MAX_ACCEL)
+    return a, kappa
 
 
 def path_speeds(trajectories: np.ndarray, hz: float) -> np.ndarray:
@@ -125,7 +137,8 @@ class UnicycleCodec(TrajectoryCodec):
         self.step = self.spec.steps_per(self.config.rate_hz)
         self.n_controls = self.spec.num_points // self.step
         self.control_dt = self.step * self.spec.dt
-        self.stats = np.zeros((2, 4))  # rows accel, curvature; columns mean, std, z_lo, z_hi
+        self.stats = np.zeros((2, 4))  # rows accel, lateral; columns mean, std, z_lo, z_hi
+        self._centers = [np.zeros(self.config.accel_bins), np.zeros(self.config.curvature_bins)]
 
     @property
     def vocab_size(self) -> int:
@@ -138,16 +151,14 @@ class UnicycleCodec(TrajectoryCodec):
 
     # -- bins ------------------------------------------------------------------------------
     def centers(self, which: int) -> np.ndarray:
-        """Bin centres in physical units for control ``which`` (0 accel, 1 curvature)."""
-        mean, std, z_lo, z_hi = self.stats[which]
-        n = self.config.accel_bins if which == 0 else self.config.curvature_bins
-        return mean + std * np.linspace(z_lo, z_hi, n)
+        """Bin centres in physical units for control ``which`` (0 accel, 1 lateral)."""
+        return self._centers[which]
 
     def _quantise(self, value: np.ndarray, which: int) -> np.ndarray:
-        mean, std, z_lo, z_hi = self.stats[which]
-        n = self.config.accel_bins if which == 0 else self.config.curvature_bins
-        z = (value - mean) / std
-        return np.clip(np.rint((z - z_lo) / (z_hi - z_lo) * (n - 1)), 0, n - 1).astype(np.int64)
+        """Index of the nearest bin centre."""
+        c = self._centers[which]
+        i = np.clip(np.searchsorted(c, value), 1, len(c) - 1)
+        return np.where(np.abs(c[i] - value) < np.abs(value - c[i - 1]), i, i - 1).astype(np.int64)
 
     # -- the lateral control ---------------------------------------------------------------
     def _speed_sq(self, v: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -161,9 +172,8 @@ class UnicycleCodec(TrajectoryCodec):
         return kappa * self._speed_sq(v, a)
 
     def _to_curvature(self, lateral: np.ndarray, v: np.ndarray, a: np.ndarray) -> np.ndarray:
-        if self.config.lateral == "curvature":
-            return lateral
-        return lateral / self._speed_sq(v, a)
+        kappa = lateral if self.config.lateral == "curvature" else lateral / self._speed_sq(v, a)
+        return np.clip(kappa, -MAX_CURVATURE, MAX_CURVATURE)
 
     # -- fit -------------------------------------------------------------------------------
     def _fit(self, trajectories: np.ndarray, egos: list[EgoState]) -> None:
@@ -192,6 +202,14 @@ class UnicycleCodec(TrajectoryCodec):
                 pad = 0.05 * max(z_hi - z_lo, 1e-3)
                 z_lo, z_hi = z_lo - pad, z_hi + pad
             self.stats[which] = (mean, std, z_lo, z_hi)
+            n = self.config.accel_bins if which == 0 else self.config.curvature_bins
+            if self.config.spacing == "uniform":
+                centers = mean + std * np.linspace(z_lo, z_hi, n)
+            else:  # equal-mass bins, the outermost on the ends of the range
+                centers = np.quantile(values, (np.arange(n) + 0.5) / n)
+                centers[0], centers[-1] = mean + std * z_lo, mean + std * z_hi
+                centers = np.maximum.accumulate(centers)
+            self._centers[which] = centers
 
     def _continuous_controls(self, trajectories: np.ndarray, egos: list[EgoState]
                              ) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +301,10 @@ class UnicycleCodec(TrajectoryCodec):
         return np.concatenate(out, axis=0)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"stats": self.stats}
+        return {"stats": self.stats, "accel_centers": self._centers[0],
+                "lateral_centers": self._centers[1]}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.stats = np.asarray(state["stats"], dtype=np.float64)
+        self._centers = [np.asarray(state["accel_centers"], dtype=np.float64),
+                         np.asarray(state["lateral_centers"], dtype=np.float64)]
