@@ -71,10 +71,12 @@ def test_run_bench_rows_and_best_fixed(data_dir):
 
 def test_fit_subcommand_saves_a_loadable_codec(data_dir, tmp_path, capsys):
     out = tmp_path / "model"
-    assert main(["tokenizer", "fit", "--data", str(data_dir), "--out", str(out)]) == 0
+    assert main(["tokenizer", "fit", "--data", str(data_dir), "--out", str(out),
+                 "--set", "codebook_size=256"]) == 0
     assert "saved to" in capsys.readouterr().out
     codec = load_codec(out)
-    assert codec.name == "unicycle" and codec.num_tokens == 12
+    assert codec.name == "kmeans_segment" and codec.num_tokens == 12  # the default codec
+    assert codec.vocab_size == 256
     assert main(["tokenizer", "fit", "--data", str(data_dir), "--out", str(tmp_path / "w"),
                  "--codec", "waypoint", "--set", "rate_hz=1.0", "--set", "bins=64"]) == 0
     assert load_codec(tmp_path / "w").vocab_size == 128

@@ -112,7 +112,8 @@ class TrajectoryCodec(ABC):
             ego_states: Sequence[EgoState] | None = None) -> TrajectoryCodec:
         """Fit on training trajectories (ego states estimated from the samples if not given).
 
-        Afterwards ``fit_max_error_m`` holds the largest round-trip point error on this set.
+        Afterwards ``fit_max_error_m`` holds the largest round-trip point error on (the first
+        256 of) this set.
         """
         trajs = np.stack([as_trajectory(t, self.spec) for t in trajectories])
         if len(trajs) == 0:
@@ -121,7 +122,7 @@ class TrajectoryCodec(ABC):
         self._fit(trajs, egos)
         self.fitted = True
         errs = [np.max(np.linalg.norm(self.round_trip(t, e)[:, :2] - t[:, :2], axis=1))
-                for t, e in zip(trajs[:500], egos[:500], strict=True)]
+                for t, e in zip(trajs[:256], egos[:256], strict=True)]
         self.fit_max_error_m = float(np.max(errs))
         return self
 
