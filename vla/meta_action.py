@@ -15,9 +15,11 @@ Lateral classes, over the whole horizon:
 
 * ``turn_left`` / ``turn_right``  the heading changes by more than ``turn_yaw`` (rad),
   counter-clockwise (left) or clockwise (right);
-* ``lane_change_left`` / ``lane_change_right``  otherwise, the lateral offset at
-  ``lat_window_s`` exceeds ``lane_change_offset`` (m), to the left (y > 0) or right;
-* ``keep_lane``  otherwise.
+* ``lane_change_left`` / ``lane_change_right``  otherwise, if the path stays nearly
+  parallel to the initial heading up to ``lat_window_s`` (|yaw| below
+  ``parallel_yaw``) and its lateral offset there exceeds ``lane_change_offset`` (m), to
+  the left (y > 0) or right;
+* ``keep_lane``  otherwise (straight, or following a curved road without a net turn).
 
 Decision labels carry finer longitudinal classes whose *cause* the trajectory cannot
 show: ``follow`` (keep speed behind a lead vehicle) and ``yield`` (slow down or stop
@@ -55,10 +57,11 @@ class DeriverThresholds:
     lat_window_s: float = 4.0
     lane_change_offset: float = 1.8
     turn_yaw: float = 0.6
+    parallel_yaw: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("lon_window_s", "dv_threshold", "stop_speed", "lat_window_s",
-                     "lane_change_offset", "turn_yaw"):
+                     "lane_change_offset", "turn_yaw", "parallel_yaw"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DeriverThresholds.{name} must be positive")
 
@@ -115,17 +118,29 @@ def derive_meta_action(trajectory: np.ndarray, speed0: float, hz: float = 10.0,
     yaw = _heading_change(traj)
     n_lat = min(len(traj), max(1, round(thresholds.lat_window_s * hz)))
     offset = float(traj[n_lat - 1, 1])
+    parallel = _max_heading_deviation(traj[:n_lat]) < thresholds.parallel_yaw
     if yaw > thresholds.turn_yaw:
         lat = "turn_left"
     elif yaw < -thresholds.turn_yaw:
         lat = "turn_right"
-    elif offset > thresholds.lane_change_offset:
+    elif parallel and offset > thresholds.lane_change_offset:
         lat = "lane_change_left"
-    elif offset < -thresholds.lane_change_offset:
+    elif parallel and offset < -thresholds.lane_change_offset:
         lat = "lane_change_right"
     else:
         lat = "keep_lane"
     return MetaAction(lon, lat)
+
+
+def _max_heading_deviation(traj: np.ndarray) -> float:
+    """Largest |heading| (rad) along the trajectory, relative to the heading at t0."""
+    if traj.shape[1] >= 3:
+        return float(np.max(np.abs(np.unwrap(np.concatenate([[0.0], traj[:, 2]])))))
+    d = np.diff(np.vstack([[0.0, 0.0], traj[:, :2]]), axis=0)
+    moving = np.linalg.norm(d, axis=1) > 1e-3
+    if not moving.any():
+        return 0.0
+    return float(np.max(np.abs(np.arctan2(d[moving, 1], d[moving, 0]))))
 
 
 def _heading_change(traj: np.ndarray) -> float:

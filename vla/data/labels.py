@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla.data.frames import to_ego
-from vla.meta_action import DEFAULT_THRESHOLDS, MetaAction
+from vla.meta_action import DEFAULT_THRESHOLDS, MetaAction, derive_meta_action
 from vla.sim.world import DT, EpisodeLog
 
 FRAME_GAP_S = 0.5
@@ -91,35 +91,64 @@ def _lane_point(log: EpisodeLog, lane_name, xy: np.ndarray) -> np.ndarray | None
     return None
 
 
-def _lateral(log: EpisodeLog, k0: int, horizon_steps: int) -> str:
-    """Lateral decision from the lane-level plan: which lane the driver will be in.
+def _lane_geometry(log: EpisodeLog) -> dict:
+    cache = log.extra.get("_lanes_by_name")
+    if cache is None:
+        cache = {lane.name: lane for lane in log.lanes}
+        log.extra["_lanes_by_name"] = cache
+    return cache
 
-    Turns: the heading of the lane at the horizon against the lane at t0. Lane
-    changes (and ramp merges): the lateral offset, in the ego frame at t0, of the
-    centreline of the lane the driver occupies at the lateral window.
+
+def planned_path(log: EpisodeLog, k0: int, horizon_steps: int) -> np.ndarray:
+    """The driver's lane-level plan as a trajectory (ego frame at t0, like ``future``).
+
+    At each future step: the point of the occupied lane's centreline nearest to the
+    driver, with that lane's heading (not the vehicle's). The occupied lane follows the
+    road graph: a lane the simulator assigns that neither leaves the same node as the
+    previous one (side lane, branch) nor continues it (successor) is ignored: that is a
+    crossing lane inside a junction.
     """
-    th = DEFAULT_THRESHOLDS
     ego = log.ego_id
+    lanes = _lane_geometry(log)
+    current = log.lane_of[ego, k0]
+    rows = []
     last = len(log.times) - 1
-    k1 = min(k0 + horizon_steps, last)
-    h0 = _lane_heading(log, log.lane_of[ego, k0], log.state[ego, k0, :2])
-    h1 = _lane_heading(log, log.lane_of[ego, k1], log.state[ego, k1, :2])
-    if h0 is not None and h1 is not None:
-        d = (h1 - h0 + np.pi) % (2 * np.pi) - np.pi
-        if d > th.turn_yaw:
-            return "turn_left"
-        if d < -th.turn_yaw:
-            return "turn_right"
-    k_lat = min(k0 + int(round(th.lat_window_s / DT)), last)
-    point = _lane_point(log, log.lane_of[ego, k_lat], log.state[ego, k_lat, :2])
-    if point is None:
+    for k in range(k0 + 1, min(k0 + horizon_steps, last) + 1):
+        name = log.lane_of[ego, k]
+        if name is not None and name in lanes and (current is None or (
+                name[0] == current[0] or name[0] == current[1])):
+            current = name
+        lane = lanes.get(current)
+        xy = log.state[ego, k, :2]
+        if lane is None:
+            rows.append([xy[0], xy[1], log.state[ego, k, 2]])
+            continue
+        c = lane.centerline
+        i = int(np.argmin(np.linalg.norm(c - xy, axis=1)))
+        j = min(i + 1, len(c) - 1)
+        i = j - 1 if j == i else i
+        d = c[j] - c[i]
+        seg = float(np.dot(d, d))
+        t = float(np.clip(np.dot(xy - c[i], d) / seg, 0.0, 1.0)) if seg > 0 else 0.0
+        point = c[i] + t * d
+        rows.append([point[0], point[1], float(np.arctan2(d[1], d[0]))])
+    path = to_ego(np.array(rows), log.state[ego, k0, :3])
+    path[:, 2] = np.unwrap(path[:, 2])
+    return path
+
+
+def _lateral(log: EpisodeLog, k0: int, horizon_steps: int) -> str:
+    """Lateral decision: the deriver's lateral rule applied to the driver's lane-level plan.
+
+    The plan (:func:`planned_path`) is made of lane centrelines and lane headings, not of
+    the vehicle's pose, so the check against the driven trajectory measures whether the
+    driver really executed the lane sequence it chose (and how much it lagged).
+    """
+    path = planned_path(log, k0, horizon_steps)
+    if len(path) < 2:
         return "keep_lane"
-    offset = float(to_ego(point, log.state[ego, k0, :3])[1])
-    if offset > th.lane_change_offset:
-        return "lane_change_left"
-    if offset < -th.lane_change_offset:
-        return "lane_change_right"
-    return "keep_lane"
+    v0 = float(log.state[log.ego_id, k0, 3])
+    return derive_meta_action(path, v0, hz=1.0 / DT).lateral
 
 
 def _describe(log: EpisodeLog, agent: int, k0: int, k_prev: int) -> dict:
