@@ -23,7 +23,7 @@ def _cmd_model_init(args: argparse.Namespace) -> int:
     from vla.model.build import init_model
     from vla.model.presets import get_preset
 
-    out = init_model(get_preset(args.preset), args.out, seed=args.seed)
+    out = init_model(get_preset(args.preset), args.out, seed=args.seed, data_dir=args.data)
     print(f"saved the {args.preset} model to {out}")
     return 0
 
@@ -50,6 +50,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from vla.predict import predict_record
+
+    record = predict_record(args.model, args.data, args.index, split=args.split,
+                            constrained=not args.unconstrained, trace_path=args.trace)
+    if args.json:
+        print(json.dumps(record))
+        return 0 if record["parsed"] else 1
+    if record["parsed"]:
+        d = record["decision"]
+        print(f"reasoning:   {d['reasoning']}")
+        print(f"meta-action: {d['meta_action']['longitudinal']}, {d['meta_action']['lateral']}"
+              f"   (derived from the trajectory: {record['derived_meta_action']})")
+        traj = d["trajectory"]
+        print("trajectory:  " + ", ".join(f"({x:.1f}, {y:.1f})" for x, y, _ in traj[9::10])
+              + "  (every 1 s, metres, ego frame)")
+    else:
+        print(f"unparsable output ({record['error']['kind']}): {record['error']['message']}")
+    print(f"label:       {record['label']['longitudinal']}, {record['label']['lateral']}")
+    print(f"trace appended to {args.trace}")
+    return 0 if record["parsed"] else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vla.demo import DemoConfig, run_demo
 
@@ -69,8 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = model_sub.add_parser("init", help="build a preset model with random weights")
     p.add_argument("--preset", default="tiny", choices=["tiny", "small"])
     p.add_argument("--out", required=True)
+    p.add_argument("--data", default=None,
+                   help="a built data set: fit the trajectory codec and tokenizer on its train "
+                        "split (default: synthetic trajectories)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_model_init)
+
+    p = sub.add_parser("predict", help="generate a decision for one sample (transformers)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--unconstrained", action="store_true",
+                   help="no grammar constraint (for debugging)")
+    p.add_argument("--trace", default="runs/traces/predict.jsonl")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("serve", help="serve a model with vLLM's OpenAI-compatible server")
     p.add_argument("--model", required=True, help="a saved model directory")

@@ -104,17 +104,60 @@ def save_model(model, processor, preset: ModelPreset, out_dir: str | Path) -> Pa
     return out
 
 
-def init_model(preset: ModelPreset, out_dir: str | Path, seed: int = 0) -> Path:
-    """Train the tokenizer, build a random model for ``preset`` and save both to ``out_dir``."""
-    from vla.model.tokenizer import project_corpus, train_tokenizer
+CODEC_DIR = "trajectory_codec"
 
-    tokenizer = train_tokenizer(project_corpus(), preset.vocab_size)
+
+def fit_default_codec(data_dir: str | Path | None = None, seed: int = 0):
+    """The default trajectory codec, fitted on a data set's train split (or synthetic data)."""
+    from vla.trajectory.registry import default_codec
+
+    if data_dir is not None:
+        from vla.trajectory.data import load_splits
+
+        spec, splits = load_splits(data_dir, ("train",))
+        codec = default_codec(hz=spec.hz, horizon_s=spec.horizon_s)
+        codec.fit(splits["train"].trajectories, splits["train"].egos)
+    else:
+        from vla.trajectory.synthetic import generate
+
+        codec = default_codec()
+        trajectories, egos, _ = generate(3000, seed=seed)
+        codec.fit(trajectories, egos)
+    return codec
+
+
+def init_model(preset: ModelPreset, out_dir: str | Path, seed: int = 0,
+               data_dir: str | Path | None = None) -> Path:
+    """Fit the codec, train the tokenizer, build a random model and save all to ``out_dir``.
+
+    With ``data_dir`` (a built data set) the codec is fitted on its train split and the
+    tokenizer also learns from its causal sentences; without, synthetic trajectories.
+    """
+    from vla.model.tokenizer import project_corpus, train_tokenizer
+    from vla.model.trajectory_tokens import trajectory_tokens
+
+    codec = fit_default_codec(data_dir, seed=seed)
+    corpus = project_corpus()
+    if data_dir is not None:
+        from datasets import load_from_disk
+
+        corpus += list(load_from_disk(str(data_dir))["train"]["reasoning"])
+    tokenizer = train_tokenizer(corpus, preset.vocab_size,
+                                extra_tokens=trajectory_tokens(codec.vocab_size))
     model = build_model(preset, tokenizer, seed=seed)
-    return save_model(model, build_processor(preset, tokenizer), preset, out_dir)
+    out = save_model(model, build_processor(preset, tokenizer), preset, out_dir)
+    codec.save(out / CODEC_DIR)
+    meta_path = out / VLA_META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta.update(codec=codec.name, trajectory_tokens=codec.num_tokens,
+                codec_vocab=codec.vocab_size)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return out
 
 
 def is_saved_model(path: str | Path) -> bool:
     """True if ``path`` holds a complete checkpoint written by :func:`save_model`."""
     p = Path(path)
-    needed = ("config.json", "model.safetensors", "tokenizer.json", VLA_META_FILE)
+    needed = ("config.json", "model.safetensors", "tokenizer.json", VLA_META_FILE,
+              f"{CODEC_DIR}/trajectory_codec.json")
     return all((p / name).is_file() for name in needed)

@@ -1,0 +1,75 @@
+"""transformers generation under the output grammar, parsed into a Decision."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from vla.model.constraints import GrammarIds, GrammarLogitsProcessor, OutputGrammar
+from vla.model.loading import LoadedModel
+from vla.model.parser import Decision, ParseError, parse_output
+from vla.model.prompting import messages
+from vla.trajectory.types import EgoState
+
+
+@dataclass
+class Generation:
+    text: str
+    decision: Decision | None
+    error: ParseError | None
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+def grammar_for(loaded: LoadedModel, max_reasoning_tokens: int = 96) -> OutputGrammar:
+    ids = GrammarIds.from_tokenizer(loaded.tokenizer, loaded.codec.vocab_size,
+                                    loaded.model.config.text_config.vocab_size)
+    return OutputGrammar(ids, loaded.codec.num_tokens, max_reasoning_tokens)
+
+
+def ego_state_of(sample: dict) -> EgoState:
+    return EgoState(speed=max(0.0, float(sample["ego_speed"])),
+                    accel=float(sample.get("ego_accel", 0.0) or 0.0),
+                    yaw_rate=float(sample.get("ego_yaw_rate", 0.0) or 0.0))
+
+
+def prompt_inputs(loaded: LoadedModel, sample: dict):
+    images = [im.convert("RGB") for im in sample["images"]]
+    chat = messages(sample, images, lambda _im: {"type": "image"})
+    text = loaded.processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    return loaded.processor(text=[text], images=images, return_tensors="pt")
+
+
+def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = True,
+                      do_sample: bool = False, temperature: float = 1.0, seed: int = 0,
+                      max_reasoning_tokens: int = 96) -> Generation:
+    """Generate one output for ``sample`` and parse it (the error is kept, not raised)."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    inputs = prompt_inputs(loaded, sample).to(loaded.model.device)
+    prompt_len = inputs["input_ids"].shape[1]
+    grammar = grammar_for(loaded, max_reasoning_tokens)
+    processors = LogitsProcessorList(
+        [GrammarLogitsProcessor(grammar, prompt_len)] if constrained else [])
+    budget = max_reasoning_tokens + max(len(s) for s in grammar.ids.meta_sequences) \
+        + loaded.codec.num_tokens + 8
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = loaded.model.generate(**inputs, max_new_tokens=budget, do_sample=do_sample,
+                                    temperature=temperature if do_sample else None,
+                                    top_p=None, top_k=None, logits_processor=processors,
+                                    eos_token_id=grammar.ids.end_of_turn,
+                                    pad_token_id=loaded.tokenizer.pad_token_id)
+    seconds = time.perf_counter() - start
+    new = out[0, prompt_len:].tolist()
+    text = loaded.tokenizer.decode(new, skip_special_tokens=False)
+    try:
+        decision = parse_output(text, loaded.codec.num_tokens, loaded.codec,
+                                ego_state_of(sample))
+        error = None
+    except ParseError as exc:
+        decision, error = None, exc
+    return Generation(text, decision, error, prompt_len, len(new), seconds)

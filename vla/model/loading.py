@@ -1,0 +1,43 @@
+"""Load a saved vla model directory: model, processor, codec and metadata."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from vla.model.build import CODEC_DIR, VLA_META_FILE, is_saved_model
+
+
+@dataclass
+class LoadedModel:
+    path: Path
+    model: object
+    processor: object
+    codec: object
+    meta: dict
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+
+def load_codec_of(model_dir: str | Path):
+    from vla.trajectory.registry import load_codec
+
+    return load_codec(Path(model_dir) / CODEC_DIR)
+
+
+def load_model_dir(path: str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    p = Path(path)
+    if not is_saved_model(p):
+        raise FileNotFoundError(f"{p} is not a vla model directory (expected config.json, "
+                                f"model.safetensors, tokenizer.json, {VLA_META_FILE} and "
+                                f"{CODEC_DIR}/); create one with `vla model init`")
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(p, dtype=getattr(torch, dtype))
+    model.to(device).eval()
+    return LoadedModel(p, model, AutoProcessor.from_pretrained(p), load_codec_of(p),
+                       json.loads((p / VLA_META_FILE).read_text()))
