@@ -232,9 +232,9 @@ def test_fit_without_ego_states_estimates_them(train):
 def test_default_codec_meets_the_issue_target(train):
     """The default: fixed length, <= 16 tokens over 6 s, small error on held-out data."""
     trajs, egos, _ = train
-    codec = default_codec().fit(trajs, egos)
+    codec = default_codec().fit(trajs[:400], egos[:400])
     assert codec.fixed_length and codec.num_tokens <= 16 and codec.spec.horizon_s >= 5.0
-    test, test_egos, _ = generate(100, seed=99)
+    test, test_egos, _ = generate(60, seed=99)
     dec = np.stack([codec.round_trip(t, e) for t, e in zip(test, test_egos, strict=True)])
     ade = np.linalg.norm(dec[..., :2] - test[..., :2], axis=-1).mean()
     assert ade <= 0.10
