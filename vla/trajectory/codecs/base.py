@@ -24,6 +24,7 @@ from vla.trajectory.types import EgoState, TrajectorySpec, as_trajectory, estima
 CONFIG_FILE = "trajectory_codec.json"
 STATE_FILE = "trajectory_codec.npz"
 FORMAT_VERSION = 1
+_BOUND_SAMPLES = 128  # fit-set trajectories whose round trip sets fit_max_error_m
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +114,7 @@ class TrajectoryCodec(ABC):
         """Fit on training trajectories (ego states estimated from the samples if not given).
 
         Afterwards ``fit_max_error_m`` holds the largest round-trip point error on (the first
-        256 of) this set.
+        128 of) this set.
         """
         trajs = np.stack([as_trajectory(t, self.spec) for t in trajectories])
         if len(trajs) == 0:
@@ -122,7 +123,7 @@ class TrajectoryCodec(ABC):
         self._fit(trajs, egos)
         self.fitted = True
         errs = [np.max(np.linalg.norm(self.round_trip(t, e)[:, :2] - t[:, :2], axis=1))
-                for t, e in zip(trajs[:256], egos[:256], strict=True)]
+                for t, e in zip(trajs[:_BOUND_SAMPLES], egos[:_BOUND_SAMPLES], strict=True)]
         self.fit_max_error_m = float(np.max(errs))
         return self
 
