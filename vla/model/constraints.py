@@ -171,7 +171,9 @@ class GrammarLogitsProcessor:
 def lark_grammar(grammar: OutputGrammar) -> str:
     """The same constraint as a Lark grammar over token ids (vLLM ``structured_outputs``)."""
     i = grammar.ids
-    allowed = np.flatnonzero(grammar._reasoning_mask)
+    reasoning_mask = grammar._reasoning_mask.copy()
+    reasoning_mask[i.cot_end] = False
+    allowed = np.flatnonzero(reasoning_mask)
     ranges = _ranges(allowed)
     reasoning_token = " | ".join(f"<[{a}-{b}]>" if a != b else f"<[{a}]>" for a, b in ranges)
     meta = " | ".join(" ".join(f"<[{t}]>" for t in seq) for seq in i.meta_sequences)
@@ -182,7 +184,7 @@ def lark_grammar(grammar: OutputGrammar) -> str:
     return "\n".join([
         f"start: <[{i.cot_start}]> reasoning <[{i.cot_end}]> <[{i.meta_start}]> meta "
         f"<[{i.meta_end}]> <[{i.traj_start}]> trajectory <[{i.traj_end}]>",
-        "reasoning: reasoning_token+",
+        f"reasoning: reasoning_token~1..{grammar.max_reasoning}",
         f"reasoning_token: {reasoning_token}",
         f"meta: {meta}",
         f"trajectory: {traj}",

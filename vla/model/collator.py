@@ -1,0 +1,82 @@
+"""Training inputs from samples: chat with the assistant target, labels on the output only.
+
+The prompt (system + user turn with the images, as :mod:`vla.model.prompting` builds
+it, plus the generation prompt) is masked with -100; the assistant's output — reasoning,
+meta-action, trajectory tokens and the end-of-turn token — carries the loss. Each batch
+also reports how many tokens went to images, the rest of the prompt, the reasoning,
+the meta-action and the trajectory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vla.model.prompting import assistant_target, messages
+from vla.model.special_tokens import COT_END, META_ACTION_END, TRAJ_FUTURE_END, TRAJ_FUTURE_START
+from vla.trajectory.types import EgoState
+
+IGNORE = -100
+
+
+@dataclass
+class Collator:
+    """Callable on a list of samples (dataset rows) → model inputs with ``labels``."""
+
+    processor: object
+    codec: object
+    token_counts: dict = field(default_factory=dict)
+
+    def target_text(self, sample: dict) -> str:
+        ego = EgoState(speed=max(0.0, float(sample["ego_speed"])),
+                       accel=float(sample.get("ego_accel") or 0.0),
+                       yaw_rate=float(sample.get("ego_yaw_rate") or 0.0))
+        ids = self.codec.encode(np.asarray(sample["future"], float), ego)
+        return assistant_target(sample["reasoning"], sample["decision_lon"],
+                                sample["decision_lat"], ids)
+
+    def __call__(self, samples: list[dict]):
+
+        tok = self.processor.tokenizer
+        texts, prompt_lens, all_images = [], [], []
+        for sample in samples:
+            images = [im.convert("RGB") for im in sample["images"]]
+            placeholder = lambda _im: {"type": "image"}  # noqa: E731
+            prompt = self.processor.apply_chat_template(
+                messages(sample, images, placeholder), add_generation_prompt=True,
+                tokenize=False)
+            texts.append(prompt + self.target_text(sample) + "<|im_end|>")
+            prompt_lens.append(len(self.processor(text=[prompt], images=images,
+                                                  return_tensors="pt")["input_ids"][0]))
+            all_images += images
+        tok.padding_side = "right"
+        batch = self.processor(text=texts, images=all_images, return_tensors="pt",
+                               padding=True)
+        labels = batch["input_ids"].clone()
+        labels[batch["attention_mask"] == 0] = IGNORE
+        for row, n in enumerate(prompt_lens):
+            labels[row, :n] = IGNORE
+        batch["labels"] = labels
+        self.token_counts = self._count(batch, prompt_lens)
+        return batch
+
+    def _count(self, batch, prompt_lens) -> dict:
+        tok = self.processor.tokenizer
+        ids = batch["input_ids"]
+        image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+        cot_end, traj_start, traj_end, meta_end = (tok.convert_tokens_to_ids(t) for t in (
+            COT_END, TRAJ_FUTURE_START, TRAJ_FUTURE_END, META_ACTION_END))
+        counts = {"image": 0, "prompt_text": 0, "reasoning": 0, "meta_action": 0,
+                  "trajectory": 0, "padding": int((batch["attention_mask"] == 0).sum())}
+        for row, n in enumerate(prompt_lens):
+            seq = ids[row].tolist()
+            counts["image"] += sum(t == image_id for t in seq[:n])
+            counts["prompt_text"] += sum(t != image_id for t in seq[:n])
+            out = seq[n:]
+            i_cot, i_meta = out.index(cot_end), out.index(meta_end)
+            i_ts, i_te = out.index(traj_start), out.index(traj_end)
+            counts["reasoning"] += i_cot - 1
+            counts["meta_action"] += i_meta - i_cot - 2
+            counts["trajectory"] += i_te - i_ts - 1
+        return counts
