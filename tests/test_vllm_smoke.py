@@ -1,8 +1,9 @@
-"""A real vLLM OpenAI-compatible server on 127.0.0.1, one chat completion with images.
+"""A real vLLM OpenAI-compatible server on 127.0.0.1 for the tiny model.
 
-Starts ``vllm serve`` for the tiny checkpoint, sends two camera images as data URIs,
-checks the reply against transformers (same prompt tokens, same first-token
-log-probability), stops the server by PID and checks that no engine process is left.
+Starts ``vllm serve`` once for the module, then: one chat completion with camera
+images as data URIs, checked against transformers (same prompt tokens, same
+first-token log-probability); and grammar-constrained sampling (n = 4) whose outputs
+must all parse. Stopping the server must leave none of its processes alive.
 """
 
 import httpx
@@ -13,18 +14,28 @@ from vla.serving.vllm_server import ServerConfig, ServerError, VLLMServer
 from vla.stack_check import hf_forward, query_server, synthetic_camera_images
 
 
-def test_vllm_server_answers_a_chat_completion_with_images(tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    srv = VLLMServer(ServerConfig(model=tiny_model_dir, served_model_name="tiny",
+                                  images_per_prompt=6, max_model_len=4096),
+                     log_path=tmp_path_factory.mktemp("vllm") / "vllm.log")
+    srv.start()
+    pids = srv.alive_pids()
+    assert len(pids) >= 2, "expected the API server and its engine process"
+    yield srv
+    srv.stop()
+    assert srv.alive_pids() == []
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in pids)
+
+
+def test_vllm_server_answers_a_chat_completion_with_images(server, tiny_model_dir):
+    assert server.config.host == "127.0.0.1"
+    models = httpx.get(f"{server.url}/v1/models", timeout=10).json()
+    assert [m["id"] for m in models["data"]] == ["tiny"]
     images = synthetic_camera_images(2)
     expected = hf_forward(tiny_model_dir, images)
-    server = VLLMServer(ServerConfig(model=tiny_model_dir, served_model_name="tiny",
-                                     images_per_prompt=2), log_path=tmp_path / "vllm.log")
-    with server:
-        assert server.config.host == "127.0.0.1"
-        models = httpx.get(f"{server.url}/v1/models", timeout=10).json()
-        assert [m["id"] for m in models["data"]] == ["tiny"]
-        reply = query_server(server.url, "tiny", images, max_tokens=8)
-        pids = server.alive_pids()
-        assert len(pids) >= 2, "expected the API server and its engine process"
+    reply = query_server(server.url, "tiny", images, max_tokens=8)
     choice = reply["choices"][0]
     assert reply["usage"]["prompt_tokens"] == len(expected.prompt_ids)
     assert reply["prompt_token_ids"] == expected.prompt_ids
@@ -34,9 +45,35 @@ def test_vllm_server_answers_a_chat_completion_with_images(tiny_model_dir, tmp_p
     assert choice["logprobs"]["content"][0]["logprob"] == pytest.approx(
         expected.logprobs[first], abs=1e-3)
     assert first == int(expected.logprobs.argmax())
-    assert server.alive_pids() == []
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                   for p in pids)
+
+
+def test_grammar_constrained_samples_all_parse(server, tiny_model_dir):
+    from PIL import Image
+
+    from vla.model.constraints import lark_grammar
+    from vla.model.loading import grammar_for_dir, load_codec_of
+    from vla.model.parser import parse_output
+    from vla.model.prompting import messages
+    from vla.serving.chat import image_data_uri
+
+    grammar = grammar_for_dir(tiny_model_dir, max_reasoning_tokens=40)
+    sample = {"camera_names": ["front_left", "front", "front_right"] * 2,
+              "frame_times": [-0.5] * 3 + [0.0] * 3,
+              "history": [[-(20 - k) * 0.5, 0.0, 0.0, 10.0] for k in range(21)],
+              "ego_speed": 10.0, "command": "follow_road"}
+    images = [Image.fromarray(a) for a in synthetic_camera_images(6, 96, 160)]
+    chat = messages(sample, images,
+                    lambda im: {"type": "image_url", "image_url": {"url": image_data_uri(im)}})
+    body = {"model": "tiny", "messages": chat, "n": 4, "temperature": 1.0, "max_tokens": 120,
+            "skip_special_tokens": False, "structured_outputs": {"grammar": lark_grammar(grammar)}}
+    reply = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=300)
+    assert reply.status_code == 200, reply.text[:2000]
+    codec = load_codec_of(tiny_model_dir)
+    outputs = [c["message"]["content"] for c in reply.json()["choices"]]
+    assert len(outputs) == 4
+    decisions = [parse_output(text, codec.num_tokens) for text in outputs]
+    assert all(len(d.trajectory_ids) == codec.num_tokens for d in decisions)
+    assert len({tuple(d.trajectory_ids) for d in decisions}) > 1  # sampling, not one path
 
 
 def test_server_that_cannot_start_reports_why(tmp_path):
