@@ -16,7 +16,13 @@ from highway_env.vehicle.kinematics import Vehicle
 
 
 class RecordingIDMVehicle(IDMVehicle):
-    """IDM (longitudinal) + MOBIL (lateral) driver that logs its reasons each step."""
+    """IDM (longitudinal) + MOBIL (lateral) driver that logs its reasons each step.
+
+    One change to the driver itself: braking never takes the speed below zero within a
+    step (highway-env's IDM can brake through zero and roll backwards at a standstill).
+    """
+
+    step_s = 0.1  # the simulation step; braking is limited to reach exactly zero speed
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,6 +51,7 @@ class RecordingIDMVehicle(IDMVehicle):
                                              rear_vehicle=t_rear))
             record["target_leader"] = t_front
         acc = float(np.clip(acc, -self.ACC_MAX, self.ACC_MAX))
+        acc = max(acc, -max(self.speed, 0.0) / self.step_s)
         record.update(
             target_lane_index=self.target_lane_index,
             lane_change_reason=self.lane_change_reason,

@@ -24,6 +24,7 @@ from vla.sim.recipes import ScenarioSpec
 
 SIM_HZ = 10
 DT = 1.0 / SIM_HZ
+RecordingIDMVehicle.step_s = DT
 LINE_TYPE_NAMES = {0: "none", 1: "striped", 2: "continuous", 3: "continuous"}
 
 
