@@ -174,3 +174,37 @@ def test_predict_cli_prints_a_parsed_decision(tiny_model_dir, tmp_path):
     assert record["parsed"] is True and record["error"] is None
     assert len(record["decision"]["trajectory"]) == 60
     assert json.loads(trace.read_text().splitlines()[-1])["sample_id"] == record["sample_id"]
+
+
+def test_inject_adds_tokens_to_a_plain_checkpoint(tmp_path):
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from vla.model.build import build_model, build_processor
+    from vla.model.generate import generate_decision
+    from vla.model.loading import load_model_dir
+    from vla.model.presets import get_preset
+    from vla.model.tokenizer import project_corpus, train_tokenizer
+
+    preset = get_preset("tiny")
+    tok = train_tokenizer(project_corpus(), preset.vocab_size, with_delimiters=False)
+    assert "<|cot_start|>" not in tok.get_vocab()
+    base = tmp_path / "base"
+    model = build_model(preset, tok)
+    model.save_pretrained(base)
+    build_processor(preset, tok).save_pretrained(base)
+    out = subprocess.run([sys.executable, "-m", "vla.cli", "model", "inject", "--base",
+                          str(base), "--out", str(tmp_path / "injected")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = load_model_dir(tmp_path / "injected")
+    vocab = loaded.tokenizer.get_vocab()
+    assert "<|cot_start|>" in vocab and f"<traj_{loaded.codec.vocab_size - 1}>" in vocab
+    old = Qwen2_5_VLForConditionalGeneration.from_pretrained(base).get_input_embeddings().weight
+    new = loaded.model.get_input_embeddings().weight
+    assert new.shape[0] == len(loaded.tokenizer) > old.shape[0]
+    assert torch.equal(new[:old.shape[0]], old)
+    added = new[old.shape[0]:]
+    assert torch.isfinite(added).all() and added.abs().sum() > 0
+    gen = generate_decision(loaded, _sample(0), max_reasoning_tokens=16)
+    assert gen.error is None, gen.text

@@ -28,6 +28,15 @@ def _cmd_model_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_model_inject(args: argparse.Namespace) -> int:
+    from vla.model.inject import inject
+
+    meta = inject(args.base, args.out, data_dir=args.data, seed=args.seed)
+    print(f"added {meta['added_tokens']} tokens ({meta['vocab_before']} -> "
+          f"{meta['vocab_after']}); saved to {args.out}")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from vla.serving.vllm_server import ServerConfig, VLLMServer
 
@@ -99,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "split (default: synthetic trajectories)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_model_init)
+
+    p = model_sub.add_parser("inject", help="add the delimiters and trajectory tokens to a "
+                                           "local Qwen2.5-VL checkpoint")
+    p.add_argument("--base", required=True, help="local checkpoint folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--data", default=None, help="a built data set to fit the codec on")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_model_inject)
 
     p = sub.add_parser("predict", help="generate a decision for one sample (transformers)")
     p.add_argument("--model", required=True)

@@ -59,11 +59,13 @@ def project_corpus() -> list[str]:
     return texts
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int, extra_tokens: Iterable[str] = ()):
+def train_tokenizer(corpus: Iterable[str], vocab_size: int, extra_tokens: Iterable[str] = (),
+                    with_delimiters: bool = True):
     """Train a byte-level BPE and wrap it as a transformers fast tokenizer.
 
     ``extra_tokens`` (e.g. trajectory tokens) are appended after the output delimiters,
-    as non-special tokens, each a single id.
+    as non-special tokens, each a single id. ``with_delimiters=False`` builds a plain
+    base tokenizer, like a real checkpoint's before ``vla model inject``.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -79,8 +81,9 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int, extra_tokens: Iterab
         show_progress=False,
     )
     tok.train_from_iterator(list(corpus), trainer=trainer)
+    delimiters = OUTPUT_DELIMITERS if with_delimiters else ()
     tok.add_tokens([AddedToken(t, special=False, normalized=False)
-                    for t in (*OUTPUT_DELIMITERS, *extra_tokens)])
+                    for t in (*delimiters, *extra_tokens)])
 
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,

@@ -1,0 +1,58 @@
+"""Action-token injection for a real checkpoint: ``vla model inject --base DIR --out DIR2``.
+
+Loads a Qwen2.5-VL (Cosmos-Reason1-7B or any Qwen2.5-VL) from a local folder, fits the
+default trajectory codec (on a data set's train split, or on synthetic trajectories),
+adds the output delimiters and one token per codec id as *non-special* tokens (so that
+vLLM's detokeniser keeps them), grows the embedding and output matrices, and saves a
+new base with the codec beside it. Stage 1 of training then teaches the new rows.
+
+Initialisation: new input and output rows are drawn from a normal distribution with
+the mean and covariance of the existing rows (transformers' ``mean_resizing``), so the
+new tokens start "average" instead of dominating or vanishing in the softmax. Existing
+rows are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vla.model.build import CODEC_DIR, VLA_META_FILE, fit_default_codec
+from vla.model.special_tokens import OUTPUT_DELIMITERS
+from vla.model.trajectory_tokens import trajectory_tokens
+
+
+def inject(base: str | Path, out: str | Path, data_dir: str | Path | None = None,
+           seed: int = 0) -> dict:
+    import torch
+    from tokenizers import AddedToken
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    base, out = Path(base), Path(out)
+    if not (base / "config.json").is_file():
+        raise FileNotFoundError(f"{base} has no config.json: not a local checkpoint")
+    config = json.loads((base / "config.json").read_text())
+    if config.get("model_type") != "qwen2_5_vl":
+        raise ValueError(f"{base}: model_type {config.get('model_type')!r} is not supported "
+                         f"(expected 'qwen2_5_vl')")
+    processor = AutoProcessor.from_pretrained(base)
+    tokenizer = processor.tokenizer
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    old_vocab = model.get_input_embeddings().weight.shape[0]
+    codec = fit_default_codec(data_dir, seed=seed)
+    new_tokens = [t for t in (*OUTPUT_DELIMITERS, *trajectory_tokens(codec.vocab_size))
+                  if t not in tokenizer.get_vocab()]
+    added = tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
+                                  for t in new_tokens])
+    torch.manual_seed(seed)
+    model.resize_token_embeddings(max(len(tokenizer), old_vocab), mean_resizing=True)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    codec.save(out / CODEC_DIR)
+    meta = {"preset": None, "injected_from": str(base), "added_tokens": added,
+            "vocab_before": old_vocab, "vocab_after": model.get_input_embeddings().weight.shape[0],
+            "parameters": sum(p.numel() for p in model.parameters()), "codec": codec.name,
+            "trajectory_tokens": codec.num_tokens, "codec_vocab": codec.vocab_size}
+    (out / VLA_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
