@@ -40,10 +40,17 @@ def _cmd_model_inject(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from vla.serving.vllm_server import ServerConfig, VLLMServer
 
+    adapters = []
+    for spec in args.adapter:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--adapter expects NAME=DIR, got {spec!r}")
+        adapters.append((name, path))
     config = ServerConfig(model=Path(args.model), host=args.host, port=args.port,
                           served_model_name=args.name, api_key=args.api_key,
                           images_per_prompt=args.images_per_prompt,
-                          max_model_len=args.max_model_len)
+                          max_model_len=args.max_model_len, adapters=tuple(adapters),
+                          enable_lora=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -82,6 +89,27 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     print(f"label:       {record['label']['longitudinal']}, {record['label']['lateral']}")
     print(f"trace appended to {args.trace}")
     return 0 if record["parsed"] else 1
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    import httpx
+
+    from vla.data.build import load_dataset_dir
+    from vla.serving.client import VLAClient
+    from vla.serving.rollout import run_rollouts
+
+    dataset, meta = load_dataset_dir(args.data)
+    name = args.served_name or httpx.get(f"{args.endpoint}/v1/models", timeout=30).json()[
+        "data"][0]["id"]
+    client = VLAClient.for_model_dir(args.endpoint, name, args.model_dir,
+                                     images_per_prompt=len(meta["cameras"]) * meta["frames"],
+                                     api_key=args.api_key, concurrency=args.concurrency)
+    stats = run_rollouts(client, dataset[args.split], args.n, args.out,
+                         temperature=args.temperature, limit=args.limit)
+    print(f"{stats['samples']} samples, {stats['completions']} completions "
+          f"({stats['parsed']} parsed), {stats['skipped']} skipped as already done, "
+          f"{stats['errors']} errors -> {args.out}")
+    return 0 if stats["errors"] == 0 else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -135,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="served model name (default: directory name)")
     p.add_argument("--api-key", default=None)
     p.add_argument("--images-per-prompt", type=int, default=6, help="cameras x frames")
-    p.add_argument("--max-model-len", type=int, default=2048)
+    p.add_argument("--max-model-len", type=int, default=4096)
+    p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
+                   help="a LoRA adapter to serve under NAME (repeatable); runtime loading "
+                        "through /v1/load_lora_adapter is enabled")
     p.add_argument("--log", default="runs/vllm_server.log")
     p.set_defaults(func=_cmd_serve)
 
@@ -147,6 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
     from vla.trajectory.cli import add_tokenizer_parser
     add_tokenizer_parser(sub)
     # -- end trajectory tokenizers --
+
+    p = sub.add_parser("rollout", help="batched rollouts over a data set through vLLM")
+    p.add_argument("--endpoint", required=True, help="e.g. http://127.0.0.1:8000")
+    p.add_argument("--model-dir", required=True,
+                   help="the served model's directory (tokenizer and trajectory codec)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--out", required=True)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--limit", type=int, default=None, help="only the first K samples")
+    p.add_argument("--served-name", default=None)
+    p.add_argument("--api-key", default=None)
+    p.set_defaults(func=_cmd_rollout)
 
     p = sub.add_parser("demo", help="run the main pipeline on the tiny preset")
     p.add_argument("--scale", default="tiny", choices=["tiny", "small"])

@@ -20,6 +20,8 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    token_ids: list[int]
+    margins: list[float] | None = None  # top-1 minus top-2 logit at each step, if asked
 
 
 def grammar_for(loaded: LoadedModel, max_reasoning_tokens: int = 96) -> OutputGrammar:
@@ -43,7 +45,7 @@ def prompt_inputs(loaded: LoadedModel, sample: dict):
 
 def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = True,
                       do_sample: bool = False, temperature: float = 1.0, seed: int = 0,
-                      max_reasoning_tokens: int = 96) -> Generation:
+                      max_reasoning_tokens: int = 96, with_margins: bool = False) -> Generation:
     """Generate one output for ``sample`` and parse it (the error is kept, not raised)."""
     import torch
     from transformers import LogitsProcessorList
@@ -62,9 +64,16 @@ def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = Tru
                                     temperature=temperature if do_sample else None,
                                     top_p=None, top_k=None, logits_processor=processors,
                                     eos_token_id=grammar.ids.end_of_turn,
-                                    pad_token_id=loaded.tokenizer.pad_token_id)
+                                    pad_token_id=loaded.tokenizer.pad_token_id,
+                                    return_dict_in_generate=True, output_scores=with_margins)
     seconds = time.perf_counter() - start
-    new = out[0, prompt_len:].tolist()
+    margins = None
+    if with_margins:
+        margins = []
+        for step in out.scores:
+            top = torch.topk(step[0].float(), 2).values
+            margins.append(float(top[0] - top[1]) if torch.isfinite(top[1]) else float("inf"))
+    new = out.sequences[0, prompt_len:].tolist()
     text = loaded.tokenizer.decode(new, skip_special_tokens=False)
     try:
         decision = parse_output(text, loaded.codec.num_tokens, loaded.codec,
@@ -72,4 +81,4 @@ def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = Tru
         error = None
     except ParseError as exc:
         decision, error = None, exc
-    return Generation(text, decision, error, prompt_len, len(new), seconds)
+    return Generation(text, decision, error, prompt_len, len(new), seconds, new, margins)

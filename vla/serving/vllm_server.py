@@ -47,6 +47,7 @@ class ServerConfig:
     max_lora_rank: int = 16
     kv_cache_gib: int = 1
     startup_timeout_s: float = 300.0
+    adapters: tuple[tuple[str, str], ...] = ()  # (name, LoRA adapter directory)
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -61,6 +62,9 @@ class ServerConfig:
             raise ValueError(f"max_model_len must be >= 16, got {self.max_model_len}")
         if self.startup_timeout_s <= 0:
             raise ValueError("startup_timeout_s must be positive")
+        for name, path in self.adapters:
+            if not (Path(path) / "adapter_config.json").is_file():
+                raise ValueError(f"adapter {name!r}: {path} has no adapter_config.json")
 
     @property
     def model_name(self) -> str:
@@ -104,11 +108,14 @@ class VLLMServer:
             "--max-model-len", str(c.max_model_len),
             "--limit-mm-per-prompt", json.dumps({"image": c.images_per_prompt}),
             "--generation-config", "vllm",
+            "--middleware", "vla.serving.middleware.reject_oversized_images",
         ]
         if c.api_key:
             cmd += ["--api-key", c.api_key]
-        if c.enable_lora:
+        if c.enable_lora or c.adapters:
             cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank)]
+        if c.adapters:
+            cmd += ["--lora-modules", *[f"{name}={path}" for name, path in c.adapters]]
         return cmd + list(c.extra_args)
 
     def environment(self) -> dict[str, str]:
@@ -117,7 +124,7 @@ class VLLMServer:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.config.kv_cache_gib))
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
-        if self.config.enable_lora:
+        if self.config.enable_lora or self.config.adapters:
             env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
         return env
 
