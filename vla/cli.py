@@ -115,7 +115,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vla.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=Path(args.out), scale=args.scale))
+    run_demo(DemoConfig(out=Path(args.out), scale=args.scale, episodes=args.episodes))
     return 0
 
 
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the main pipeline on the tiny preset")
     p.add_argument("--scale", default="tiny", choices=["tiny", "small"])
     p.add_argument("--out", default="runs/demo")
+    p.add_argument("--episodes", type=int, default=16, help="simulated episodes for the data")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -124,6 +124,8 @@ class OutputGrammar:
 
     def advance(self, state, token: int):
         phase, count, prefix = state
+        if phase == DONE:
+            return state  # a finished row: generate pads it, whatever the token
         if not self.allowed(state)[token]:
             raise ValueError(f"token {token} is not allowed in phase {phase}")
         i = self.ids
