@@ -105,24 +105,35 @@ def save_model(model, processor, preset: ModelPreset, out_dir: str | Path) -> Pa
 
 
 CODEC_DIR = "trajectory_codec"
+SMALL_DATA = 2000  # fewer training trajectories than this are topped up with synthetic ones
 
 
 def fit_default_codec(data_dir: str | Path | None = None, seed: int = 0):
-    """The default trajectory codec, fitted on a data set's train split (or synthetic data)."""
+    """The default trajectory codec, fitted on a data set's train split (or synthetic data).
+
+    A train split smaller than :data:`SMALL_DATA` trajectories (the demo's) is topped up
+    with synthetic ones so that the 2,048-entry codebook can be filled.
+    """
+    import numpy as np
+
     from vla.trajectory.registry import default_codec
+    from vla.trajectory.synthetic import generate
+    from vla.trajectory.types import TrajectorySpec
 
     if data_dir is not None:
         from vla.trajectory.data import load_splits
 
         spec, splits = load_splits(data_dir, ("train",))
-        codec = default_codec(hz=spec.hz, horizon_s=spec.horizon_s)
-        codec.fit(splits["train"].trajectories, splits["train"].egos)
+        trajectories, egos = splits["train"].trajectories, list(splits["train"].egos)
     else:
-        from vla.trajectory.synthetic import generate
-
-        codec = default_codec()
-        trajectories, egos, _ = generate(3000, seed=seed)
-        codec.fit(trajectories, egos)
+        spec, trajectories, egos = TrajectorySpec(), np.zeros((0, 60, 3)), []
+    codec = default_codec(hz=spec.hz, horizon_s=spec.horizon_s)
+    if len(egos) < SMALL_DATA:
+        # a small data set cannot fill the codebook: top it up with synthetic trajectories
+        extra, extra_egos, _ = generate(SMALL_DATA + 1000 - len(egos), seed=seed, spec=spec)
+        trajectories = np.concatenate([trajectories.reshape(-1, *extra.shape[1:]), extra])
+        egos = egos + list(extra_egos)
+    codec.fit(trajectories, egos)
     return codec
 
 
