@@ -83,7 +83,7 @@ class MetaAction:
                              f"expected one of {LATERAL}")
 
 
-def speeds_along(trajectory: np.ndarray, speed0: float, hz: float) -> np.ndarray:
+def speeds_along(trajectory: np.ndarray, hz: float) -> np.ndarray:
     """Speed at each trajectory step, from finite differences of the positions."""
     xy = np.vstack([[0.0, 0.0], np.asarray(trajectory, float)[:, :2]])
     step = np.linalg.norm(np.diff(xy, axis=0), axis=1) * hz
@@ -92,6 +92,18 @@ def speeds_along(trajectory: np.ndarray, speed0: float, hz: float) -> np.ndarray
     centred[:-1] = 0.5 * (step[:-1] + step[1:])
     centred[-1] = step[-1]
     return centred
+
+
+def classify_longitudinal(v0: float, v_end: float,
+                          thresholds: DeriverThresholds = DEFAULT_THRESHOLDS) -> str:
+    """Kinematic longitudinal class from the speed at t0 and at the end of the window."""
+    if v_end < thresholds.stop_speed:
+        return "stop"
+    if v_end - v0 < -thresholds.dv_threshold:
+        return "decelerate"
+    if v_end - v0 > thresholds.dv_threshold:
+        return "accelerate"
+    return "keep_speed"
 
 
 def derive_meta_action(trajectory: np.ndarray, speed0: float, hz: float = 10.0,
@@ -103,17 +115,9 @@ def derive_meta_action(trajectory: np.ndarray, speed0: float, hz: float = 10.0,
     if not np.isfinite(traj).all():
         raise ValueError("trajectory contains NaN or infinite values")
     n_lon = min(len(traj), max(1, round(thresholds.lon_window_s * hz)))
-    v = speeds_along(traj, speed0, hz)
-    v_end = float(np.mean(v[max(0, n_lon - 3):n_lon]))
-    dv = v_end - float(speed0)
-    if v_end < thresholds.stop_speed:
-        lon = "stop"
-    elif dv < -thresholds.dv_threshold:
-        lon = "decelerate"
-    elif dv > thresholds.dv_threshold:
-        lon = "accelerate"
-    else:
-        lon = "keep_speed"
+    v = speeds_along(traj, hz)
+    lon = classify_longitudinal(float(speed0), float(np.mean(v[max(0, n_lon - 3):n_lon])),
+                                thresholds)
 
     yaw = _heading_change(traj)
     n_lat = min(len(traj), max(1, round(thresholds.lat_window_s * hz)))

@@ -13,6 +13,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def append_trace(path: str | Path, record: dict) -> None:
     p = Path(path)
@@ -33,3 +35,24 @@ def read_traces(path: str | Path) -> list[dict]:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{number}: not a JSON trace record ({exc})") from exc
     return out
+
+
+def decision_fields(text: str, decision, error, sample: dict) -> dict:
+    """The fields every record shares about one model output on one sample.
+
+    ``raw_output``, ``parsed``, ``error``, ``decision``, the meta-action the deriver reads
+    from the decoded trajectory, and its ADE against the sample's future (m).
+    """
+    from vla.meta_action import derive_meta_action
+    from vla.trajectory.metrics import displacement_errors
+
+    derived = ade = None
+    if decision is not None and decision.trajectory is not None:
+        d = derive_meta_action(decision.trajectory, float(sample["ego_speed"]))
+        derived = {"longitudinal": d.longitudinal, "lateral": d.lateral}
+        ade = round(float(displacement_errors(decision.trajectory,
+                                              np.asarray(sample["future"]))["ade"]), 3)
+    return {"raw_output": text, "parsed": decision is not None,
+            "error": None if error is None else {"kind": error.kind, "message": str(error)},
+            "decision": None if decision is None else decision.to_json(),
+            "derived_meta_action": derived, "ade_m": ade}

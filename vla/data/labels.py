@@ -26,7 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla.data.frames import to_ego
-from vla.meta_action import DEFAULT_THRESHOLDS, MetaAction, derive_meta_action
+from vla.meta_action import (
+    DEFAULT_THRESHOLDS,
+    MetaAction,
+    classify_longitudinal,
+    derive_meta_action,
+)
 from vla.sim.world import DT, EpisodeLog
 
 FRAME_GAP_S = 0.5
@@ -52,51 +57,14 @@ class Label:
 
 
 def _kinematic_from_commands(log: EpisodeLog, k0: int) -> str:
-    th = DEFAULT_THRESHOLDS
-    n = int(round(th.lon_window_s / DT))
-    acc = np.array([r["commanded_accel"] for r in log.records[k0:k0 + n]])
-    v = max(0.0, float(log.state[log.ego_id, k0, 3]))
-    speeds = []
-    for a in acc:
-        v = max(0.0, v + a * DT)
-        speeds.append(v)
+    """The deriver's longitudinal rule applied to the speeds the driver *commanded*."""
+    n = int(round(DEFAULT_THRESHOLDS.lon_window_s / DT))
     v0 = float(log.state[log.ego_id, k0, 3])
-    v_end = float(np.mean(speeds[-3:]))
-    if v_end < th.stop_speed:
-        return "stop"
-    if v_end - v0 < -th.dv_threshold:
-        return "decelerate"
-    if v_end - v0 > th.dv_threshold:
-        return "accelerate"
-    return "keep_speed"
-
-
-def _lane_heading(log: EpisodeLog, lane_name, xy: np.ndarray) -> float | None:
-    for lane in log.lanes:
-        if lane.name == lane_name:
-            c = lane.centerline
-            i = int(np.argmin(np.linalg.norm(c - xy, axis=1)))
-            j = min(i + 1, len(c) - 1)
-            i = j - 1 if j == i else i
-            d = c[j] - c[i]
-            return float(np.arctan2(d[1], d[0]))
-    return None
-
-
-def _lane_point(log: EpisodeLog, lane_name, xy: np.ndarray) -> np.ndarray | None:
-    for lane in log.lanes:
-        if lane.name == lane_name:
-            c = lane.centerline
-            return c[int(np.argmin(np.linalg.norm(c - xy, axis=1)))]
-    return None
-
-
-def _lane_geometry(log: EpisodeLog) -> dict:
-    cache = log.extra.get("_lanes_by_name")
-    if cache is None:
-        cache = {lane.name: lane for lane in log.lanes}
-        log.extra["_lanes_by_name"] = cache
-    return cache
+    v, speeds = max(0.0, v0), []
+    for record in log.records[k0:k0 + n]:
+        v = max(0.0, v + record["commanded_accel"] * DT)
+        speeds.append(v)
+    return classify_longitudinal(v0, float(np.mean(speeds[-3:])))
 
 
 def planned_path(log: EpisodeLog, k0: int, horizon_steps: int) -> np.ndarray:
@@ -109,7 +77,7 @@ def planned_path(log: EpisodeLog, k0: int, horizon_steps: int) -> np.ndarray:
     crossing lane inside a junction.
     """
     ego = log.ego_id
-    lanes = _lane_geometry(log)
+    lanes = log.lanes_by_name
     current = log.lane_of[ego, k0]
     rows = []
     last = len(log.times) - 1

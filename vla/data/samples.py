@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from vla.data.frames import to_ego, unwrap_yaw
-from vla.data.labels import make_label
+from vla.data.labels import Label, make_label
 from vla.data.metric_cache import build_metric_cache, dumps
 from vla.render.camera import CAMERA_PRESETS, camera_specs, render_camera
 from vla.render.scene import BRAKING_ACCEL, AgentBox, RoadGeometry
@@ -100,20 +100,20 @@ class EpisodeRenderer:
                               highlight=highlight)
 
 
-def keyframe_steps(log: EpisodeLog, config: SampleConfig) -> list[int]:
-    """Every ``keyframe_every_s``, plus one halfway before each change of decision."""
+def keyframe_labels(log: EpisodeLog, config: SampleConfig) -> dict[int, Label]:
+    """Label of each keyframe: every ``keyframe_every_s``, plus one halfway before each
+    change of decision."""
     start = config.steps(config.history_s)
     stop = len(log.times) - 1 - config.steps(config.horizon_s)
     every = config.steps(config.keyframe_every_s)
-    base = list(range(start, stop + 1, every))
     horizon = config.steps(config.horizon_s)
-    decisions = {k: make_label(log, k, horizon).decision for k in base}
-    extra = []
+    base = list(range(start, stop + 1, every))
+    labels = {k: make_label(log, k, horizon) for k in base}
     for prev, k in zip(base, base[1:], strict=False):
         mid = (prev + k) // 2
-        if decisions[prev] != decisions[k] and mid not in decisions:
-            extra.append(mid)
-    return sorted(base + extra)
+        if labels[prev].decision != labels[k].decision and mid not in labels:
+            labels[mid] = make_label(log, mid, horizon)
+    return dict(sorted(labels.items()))
 
 
 def episode_samples(log: EpisodeLog, episode_id: int, config: SampleConfig) -> list[dict]:
@@ -124,7 +124,7 @@ def episode_samples(log: EpisodeLog, episode_id: int, config: SampleConfig) -> l
     history = config.steps(config.history_s)
     gap = config.steps(config.frame_gap_s)
     rows = []
-    for k0 in keyframe_steps(log, config):
+    for k0, label in keyframe_labels(log, config).items():
         pose = log.state[ego, k0, :3]
         frame_steps = [k0 - gap * (config.frames - 1 - f) for f in range(config.frames)]
         images, names, times = [], [], []
@@ -135,7 +135,6 @@ def episode_samples(log: EpisodeLog, episode_id: int, config: SampleConfig) -> l
         past = log.state[ego, k0 - history:k0 + 1]
         hist = np.concatenate([to_ego(past[:, :3], pose), past[:, 3:4]], axis=1)
         future = unwrap_yaw(to_ego(log.state[ego, k0 + 1:k0 + horizon + 1, :3], pose))
-        label = make_label(log, k0, horizon)
         yaw_rate = float((log.state[ego, k0, 2] - log.state[ego, k0 - 1, 2] + np.pi)
                          % (2 * np.pi) - np.pi) / DT
         row = {

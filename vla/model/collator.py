@@ -13,9 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vla.model.prompting import assistant_target, messages
-from vla.model.special_tokens import COT_END, META_ACTION_END, TRAJ_FUTURE_END, TRAJ_FUTURE_START
-from vla.trajectory.types import EgoState
+from vla.model.prompting import assistant_target, chat_prompt
+from vla.model.special_tokens import (
+    COT_END,
+    COT_START,
+    IM_END,
+    META_ACTION_END,
+    TRAJ_FUTURE_END,
+    TRAJ_FUTURE_START,
+)
+from vla.trajectory.types import ego_state_of
 
 IGNORE = -100
 
@@ -29,30 +36,24 @@ class Collator:
     token_counts: dict = field(default_factory=dict)
 
     def target_text(self, sample: dict) -> str:
-        ego = EgoState(speed=max(0.0, float(sample["ego_speed"])),
-                       accel=float(sample.get("ego_accel") or 0.0),
-                       yaw_rate=float(sample.get("ego_yaw_rate") or 0.0))
-        ids = self.codec.encode(np.asarray(sample["future"], float), ego)
+        ids = self.codec.encode(np.asarray(sample["future"], float), ego_state_of(sample))
         return assistant_target(sample["reasoning"], sample["decision_lon"],
                                 sample["decision_lat"], ids)
 
     def __call__(self, samples: list[dict]):
-
         tok = self.processor.tokenizer
-        texts, prompt_lens, all_images = [], [], []
+        texts, all_images = [], []
         for sample in samples:
             images = [im.convert("RGB") for im in sample["images"]]
-            placeholder = lambda _im: {"type": "image"}  # noqa: E731
-            prompt = self.processor.apply_chat_template(
-                messages(sample, images, placeholder), add_generation_prompt=True,
-                tokenize=False)
-            texts.append(prompt + self.target_text(sample) + "<|im_end|>")
-            prompt_lens.append(len(self.processor(text=[prompt], images=images,
-                                                  return_tensors="pt")["input_ids"][0]))
+            texts.append(chat_prompt(self.processor, sample, images)
+                         + self.target_text(sample) + IM_END)
             all_images += images
         tok.padding_side = "right"
         batch = self.processor(text=texts, images=all_images, return_tensors="pt",
                                padding=True)
+        # the assistant's output starts at <|cot_start|>, which the prompt never contains
+        cot_start = tok.convert_tokens_to_ids(COT_START)
+        prompt_lens = [row.tolist().index(cot_start) for row in batch["input_ids"]]
         labels = batch["input_ids"].clone()
         labels[batch["attention_mask"] == 0] = IGNORE
         for row, n in enumerate(prompt_lens):

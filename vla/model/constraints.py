@@ -83,12 +83,45 @@ class OutputGrammar:
         self._traj_mask[ids.traj_ids] = True
         self._reasoning_mask = np.ones(ids.vocab_size, bool)
         self._reasoning_mask[ids.forbidden_in_reasoning] = False
+        self._masks: dict[tuple, np.ndarray] = {}
+
+    @classmethod
+    def for_model(cls, tokenizer, codec, vocab_size: int | None = None,
+                  max_reasoning_tokens: int = 96) -> OutputGrammar:
+        """The grammar of a model: its tokenizer, its trajectory codec, its vocabulary size."""
+        ids = GrammarIds.from_tokenizer(tokenizer, codec.vocab_size, vocab_size)
+        return cls(ids, codec.num_tokens, max_reasoning_tokens)
 
     def initial(self):
         return (START, 0, ())
 
+    @property
+    def max_new_tokens(self) -> int:
+        """Tokens a complete output can take: reasoning, delimiters, meta-action, trajectory."""
+        return self.max_reasoning + max(len(s) for s in self.ids.meta_sequences) + self.n + 8
+
+    def _key(self, state) -> tuple:
+        """The part of a state the mask depends on (masks are cached by it)."""
+        phase, count, prefix = state
+        if phase == REASONING:
+            return (phase, min(count, 1), count >= self.max_reasoning)
+        if phase == META:
+            return (phase, prefix)
+        if phase == TRAJ:
+            return (phase, count < self.n)
+        return (phase,)
+
     def allowed(self, state) -> np.ndarray:
-        """Boolean mask of the tokens allowed next."""
+        """Boolean mask of the tokens allowed next (read-only; shared between calls)."""
+        key = self._key(state)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = self._build_mask(state)
+            mask.flags.writeable = False
+            self._masks[key] = mask
+        return mask
+
+    def _build_mask(self, state) -> np.ndarray:
         phase, count, prefix = state
         mask = np.zeros(self.ids.vocab_size, bool)
         i = self.ids
@@ -155,6 +188,7 @@ class GrammarLogitsProcessor:
         self.grammar = grammar
         self.prompt_length = prompt_length
         self._states: dict[int, tuple] = {}
+        self._blocked: dict[int, object] = {}
 
     def __call__(self, input_ids, scores):
         import torch
@@ -165,16 +199,20 @@ class GrammarLogitsProcessor:
             for token in generated[row, seen:].tolist():
                 state = self.grammar.advance(state, token)
             self._states[row] = (generated.shape[1], state)
-            mask = torch.from_numpy(self.grammar.allowed(state)[:scores.shape[1]])
-            scores[row, ~mask.to(scores.device)] = -float("inf")
+            allowed = self.grammar.allowed(state)
+            blocked = self._blocked.get(id(allowed))
+            if blocked is None:  # one tensor per cached mask, built once
+                blocked = torch.tensor(~allowed[:scores.shape[1]], device=scores.device)
+                self._blocked[id(allowed)] = blocked
+            scores[row, blocked] = -float("inf")
         return scores
 
 
 def lark_grammar(grammar: OutputGrammar) -> str:
     """The same constraint as a Lark grammar over token ids (vLLM ``structured_outputs``)."""
     i = grammar.ids
-    reasoning_mask = grammar._reasoning_mask.copy()
-    reasoning_mask[i.cot_end] = False
+    reasoning_mask = grammar.allowed((REASONING, 1, ())).copy()
+    reasoning_mask[i.cot_end] = False  # the grammar closes the reasoning itself
     allowed = np.flatnonzero(reasoning_mask)
     ranges = _ranges(allowed)
     reasoning_token = " | ".join(f"<[{a}-{b}]>" if a != b else f"<[{a}]>" for a, b in ranges)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from vla.model.constraints import GrammarIds, GrammarLogitsProcessor, OutputGrammar
+from vla.model.constraints import GrammarLogitsProcessor, OutputGrammar
 from vla.model.loading import LoadedModel
 from vla.model.parser import Decision, ParseError, parse_output
-from vla.model.prompting import messages
-from vla.trajectory.types import EgoState
+from vla.model.prompting import chat_prompt
+from vla.trajectory.types import ego_state_of
 
 
 @dataclass
@@ -25,21 +25,14 @@ class Generation:
 
 
 def grammar_for(loaded: LoadedModel, max_reasoning_tokens: int = 96) -> OutputGrammar:
-    ids = GrammarIds.from_tokenizer(loaded.tokenizer, loaded.codec.vocab_size,
-                                    loaded.model.config.text_config.vocab_size)
-    return OutputGrammar(ids, loaded.codec.num_tokens, max_reasoning_tokens)
-
-
-def ego_state_of(sample: dict) -> EgoState:
-    return EgoState(speed=max(0.0, float(sample["ego_speed"])),
-                    accel=float(sample.get("ego_accel", 0.0) or 0.0),
-                    yaw_rate=float(sample.get("ego_yaw_rate", 0.0) or 0.0))
+    return OutputGrammar.for_model(loaded.tokenizer, loaded.codec,
+                                   loaded.model.config.text_config.vocab_size,
+                                   max_reasoning_tokens)
 
 
 def prompt_inputs(loaded: LoadedModel, sample: dict):
     images = [im.convert("RGB") for im in sample["images"]]
-    chat = messages(sample, images, lambda _im: {"type": "image"})
-    text = loaded.processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    text = chat_prompt(loaded.processor, sample, images)
     return loaded.processor(text=[text], images=images, return_tensors="pt")
 
 
@@ -55,12 +48,11 @@ def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = Tru
     grammar = grammar_for(loaded, max_reasoning_tokens)
     processors = LogitsProcessorList(
         [GrammarLogitsProcessor(grammar, prompt_len)] if constrained else [])
-    budget = max_reasoning_tokens + max(len(s) for s in grammar.ids.meta_sequences) \
-        + loaded.codec.num_tokens + 8
     torch.manual_seed(seed)
     start = time.perf_counter()
     with torch.no_grad():
-        out = loaded.model.generate(**inputs, max_new_tokens=budget, do_sample=do_sample,
+        out = loaded.model.generate(**inputs, max_new_tokens=grammar.max_new_tokens,
+                                    do_sample=do_sample,
                                     temperature=temperature if do_sample else None,
                                     top_p=None, top_k=None, logits_processor=processors,
                                     eos_token_id=grammar.ids.end_of_turn,

@@ -47,11 +47,10 @@ def grammar_for_dir(path: str | Path, max_reasoning_tokens: int = 96):
     """The output grammar of a saved model directory, without loading its weights."""
     from transformers import AutoTokenizer
 
-    from vla.model.constraints import GrammarIds, OutputGrammar
+    from vla.model.constraints import OutputGrammar
 
     p = Path(path)
     config = json.loads((p / "config.json").read_text())
     vocab = config.get("text_config", config).get("vocab_size")
-    codec = load_codec_of(p)
-    ids = GrammarIds.from_tokenizer(AutoTokenizer.from_pretrained(p), codec.vocab_size, vocab)
-    return OutputGrammar(ids, codec.num_tokens, max_reasoning_tokens)
+    return OutputGrammar.for_model(AutoTokenizer.from_pretrained(p), load_codec_of(p), vocab,
+                                   max_reasoning_tokens)

@@ -61,6 +61,12 @@ def assistant_target(reasoning: str, longitudinal: str, lateral: str, ids) -> st
         trajectory="".join(trajectory_token(int(i)) for i in ids))
 
 
+def chat_prompt(processor, sample: dict, images: list) -> str:
+    """The prompt text for transformers (image placeholders), up to the assistant's turn."""
+    chat = messages(sample, images, lambda _im: {"type": "image"})
+    return processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+
+
 def messages(sample: dict, images: list, image_part, target: str | None = None) -> list[dict]:
     out = [{"role": "system", "content": [{"type": "text", "text": template("system")}]},
            {"role": "user", "content": user_content(sample, images, image_part)}]

@@ -14,9 +14,9 @@ with the ``tokenizers`` library, then add
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 from vla.model.chat_template import QWEN2_VL_CHAT_TEMPLATE
+from vla.model.prompting import PROMPTS_DIR
 from vla.model.special_tokens import (
     ENDOFTEXT,
     IM_END,
@@ -27,8 +27,6 @@ from vla.model.special_tokens import (
     VISION_END,
     VISION_START,
 )
-
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 # Driving vocabulary the tokenizer should see even before any data set exists.
 _SEED_CORPUS = (

@@ -67,13 +67,11 @@ def bench_transformers(loaded, samples, n: int, prompts_per_call: int) -> Engine
     from vla.model.constraints import GrammarLogitsProcessor
     from vla.model.generate import grammar_for
     from vla.model.parser import ParseError, parse_output
-    from vla.model.prompting import messages
+    from vla.model.prompting import chat_prompt
 
     grammar = grammar_for(loaded)
     tok = loaded.tokenizer
     tok.padding_side = "left"
-    budget = grammar.max_reasoning + max(len(s) for s in grammar.ids.meta_sequences) \
-        + loaded.codec.num_tokens + 8
     total_samples = total_tokens = parsed = 0
     start = time.perf_counter()
     for i in range(0, len(samples), prompts_per_call):
@@ -81,15 +79,14 @@ def bench_transformers(loaded, samples, n: int, prompts_per_call: int) -> Engine
         texts, images = [], []
         for sample in chunk:
             ims = [im.convert("RGB") for im in sample["images"]]
-            chat = messages(sample, ims, lambda _im: {"type": "image"})
-            texts.append(loaded.processor.apply_chat_template(chat, add_generation_prompt=True,
-                                                              tokenize=False))
+            texts.append(chat_prompt(loaded.processor, sample, ims))
             images += ims
         inputs = loaded.processor(text=texts, images=images, return_tensors="pt", padding=True)
         prompt_len = inputs["input_ids"].shape[1]
         processors = LogitsProcessorList([GrammarLogitsProcessor(grammar, prompt_len)])
         with torch.no_grad():
-            out = loaded.model.generate(**inputs, max_new_tokens=budget, do_sample=True,
+            out = loaded.model.generate(**inputs, max_new_tokens=grammar.max_new_tokens,
+                                        do_sample=True,
                                         temperature=1.0, top_p=None, top_k=None,
                                         num_return_sequences=n, logits_processor=processors,
                                         eos_token_id=grammar.ids.end_of_turn,

@@ -14,15 +14,16 @@ import asyncio
 import io
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import httpx
 from PIL import Image
 
 from vla.model.constraints import lark_grammar
-from vla.model.generate import ego_state_of
 from vla.model.parser import Decision, ParseError, parse_output
 from vla.model.prompting import messages
 from vla.serving.chat import image_data_uri
+from vla.trajectory.types import ego_state_of
 
 REQUIRED_FIELDS = ("images", "camera_names", "frame_times", "history", "ego_speed", "command")
 MAX_IMAGE_SIDE = 2048
@@ -124,8 +125,13 @@ class VLAClient:
         if seed is not None:
             body["seed"] = seed
         if constrained:
-            body["structured_outputs"] = {"grammar": lark_grammar(self.grammar)}
+            body["structured_outputs"] = {"grammar": self.lark}
         return body
+
+    @cached_property
+    def lark(self) -> str:
+        """The output grammar in vLLM's form, built once per client."""
+        return lark_grammar(self.grammar)
 
     def _headers(self) -> dict:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}

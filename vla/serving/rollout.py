@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 import httpx
-import numpy as np
 
-from vla.meta_action import derive_meta_action
 from vla.serving.client import ClientResult, VLAClient
+from vla.traces import decision_fields
 
 
 def done_sample_ids(path: Path, n: int) -> set[str]:
@@ -41,23 +40,11 @@ def done_sample_ids(path: Path, n: int) -> set[str]:
 def rollout_records(sample: dict, result: ClientResult, model: str) -> list[dict]:
     records = []
     for k, c in enumerate(result.completions):
-        derived = None
-        if c.decision is not None and c.decision.trajectory is not None:
-            d = derive_meta_action(c.decision.trajectory, float(sample["ego_speed"]))
-            derived = {"longitudinal": d.longitudinal, "lateral": d.lateral}
-        ade = None
-        if c.decision is not None and c.decision.trajectory is not None:
-            ade = round(float(np.mean(np.linalg.norm(
-                c.decision.trajectory[:, :2] - np.asarray(sample["future"])[:, :2], axis=1))), 3)
         records.append({
             "kind": "rollout", "sample_id": sample["sample_id"], "completion": k,
-            "model": model, "raw_output": c.text, "parsed": c.decision is not None,
-            "error": None if c.error is None else {"kind": c.error.kind, "message": str(c.error)},
-            "decision": None if c.decision is None else c.decision.to_json(),
-            "derived_meta_action": derived,
+            "model": model, **decision_fields(c.text, c.decision, c.error, sample),
             "label": {"longitudinal": sample.get("decision_lon"),
                       "lateral": sample.get("decision_lat")},
-            "ade_m": ade,
             "tokens": {"prompt": result.prompt_tokens, "completion": c.completion_tokens},
             "seconds": round(result.seconds, 3),
         })

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -66,6 +67,10 @@ class EpisodeLog:
 
     def index(self, agent_id: int) -> int:
         return self.ids.index(agent_id)
+
+    @cached_property
+    def lanes_by_name(self) -> dict[tuple, LaneGeometry]:
+        return {lane.name: lane for lane in self.lanes}
 
 
 def _env(name: str, config: dict, seed: int):
@@ -150,6 +155,19 @@ def _place_on_lane(road, lane_index, s: float, speed: float, target_speed: float
     return v
 
 
+def _once_at(event_t: float, action):
+    """An event callback (time in s → None) that runs ``action`` once, at ``event_t``."""
+    fired = False
+
+    def event(t: float) -> None:
+        nonlocal fired
+        if t >= event_t and not fired:
+            action()
+            fired = True
+
+    return event
+
+
 def setup_scenario(spec: ScenarioSpec, seed: int):
     """Build the scenario; return (env, ego, event callback taking the time in seconds)."""
     rng = np.random.default_rng(seed)
@@ -175,7 +193,6 @@ def _setup_highway(spec: ScenarioSpec, seed: int, rng):
     s0 = road.network.get_lane(ego_lane).local_coordinates(ego.position)[0]
     event_t = float(rng.uniform(3.0, 6.5))
     side_lanes = road.network.side_lanes(ego_lane)
-    state: dict = {}
 
     if spec.event in ("free_accelerate", "free_cruise"):
         _clear_around(road, ego, behind=30, ahead=250)
@@ -190,12 +207,7 @@ def _setup_highway(spec: ScenarioSpec, seed: int, rng):
         lead = _place_on_lane(road, ego_lane, s0 + float(rng.uniform(22, 40)), ego.speed,
                               target_speed=ego.speed, lane_change=False)
         brake_to = float(rng.uniform(0, 10))
-
-        def event(t):
-            if t >= event_t and not state.get("done"):
-                lead.target_speed = brake_to
-                state["done"] = True
-        return env, ego, event
+        return env, ego, _once_at(event_t, lambda: setattr(lead, "target_speed", brake_to))
 
     if spec.event == "cut_in":
         if not side_lanes:
@@ -206,12 +218,8 @@ def _setup_highway(spec: ScenarioSpec, seed: int, rng):
                                 ego.speed - float(rng.uniform(2, 6)),
                                 target_speed=ego.speed - float(rng.uniform(3, 8)),
                                 lane_change=False)
-
-        def event(t):
-            if t >= event_t and not state.get("done"):
-                cutter.target_lane_index = ego_lane
-                state["done"] = True
-        return env, ego, event
+        return env, ego, _once_at(event_t,
+                                  lambda: setattr(cutter, "target_lane_index", ego_lane))
 
     if spec.event == "stalled":
         from highway_env.vehicle.objects import Obstacle

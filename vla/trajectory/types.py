@@ -32,6 +32,13 @@ class EgoState:
             raise ValueError(f"EgoState.speed must be >= 0 m/s, got {self.speed}")
 
 
+def ego_state_of(sample: dict) -> EgoState:
+    """The ego state at t0 of a data-set row (``ego_speed``, ``ego_accel``, ``ego_yaw_rate``)."""
+    return EgoState(speed=max(0.0, float(sample["ego_speed"])),
+                    accel=float(sample.get("ego_accel") or 0.0),
+                    yaw_rate=float(sample.get("ego_yaw_rate") or 0.0))
+
+
 @dataclass(frozen=True)
 class TrajectorySpec:
     """How a trajectory is sampled: ``hz`` samples per second over ``horizon_s`` seconds."""
