@@ -123,7 +123,7 @@ def _sample(i=0):
 
 
 def test_collator_masks_the_prompt_and_counts_tokens(tiny_model_dir):
-    from vla.model.collator import IGNORE, Collator
+    from vla.model.collator import IGNORE, SPANS, Collator
     from vla.model.loading import load_model_dir
 
     loaded = load_model_dir(tiny_model_dir)
@@ -141,6 +141,20 @@ def test_collator_masks_the_prompt_and_counts_tokens(tiny_model_dir):
     assert counts["image"] > 0 and counts["reasoning"] > 0 and counts["meta_action"] > 0
     assert int((labels != IGNORE).sum()) == sum(
         counts[k] for k in ("reasoning", "meta_action", "trajectory")) + 2 * 7
+    spans = batch.pop("span_ids")
+    assert bool(((spans != 0) == (labels != IGNORE)).all())
+    decoded = {name: loaded.tokenizer.decode(ids[0][spans[0] == sid].tolist(),
+                                             skip_special_tokens=False)
+               for name, sid in SPANS.items()}
+    assert decoded["reasoning"].endswith("keep the lane.<|cot_end|>")
+    assert decoded["meta_action"] == ("<|meta_action_start|>keep_speed, keep_lane"
+                                      "<|meta_action_end|>")
+    assert decoded["trajectory"].startswith("<|traj_future_start|><traj_")
+    assert int((spans[0] == SPANS["trajectory"]).sum()) == loaded.codec.num_tokens + 3
+    blank = Collator(loaded.processor, loaded.codec, blank_images=True)([_sample(0)])
+    patches = blank["pixel_values"]
+    assert bool((patches == patches[0]).all())  # every patch of every image is the same
+    assert not bool((batch["pixel_values"] == batch["pixel_values"][0]).all())
     loss = loaded.model(**batch).loss
     assert np.isfinite(loss.item())
 

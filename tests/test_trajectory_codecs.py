@@ -238,3 +238,25 @@ def test_default_codec_meets_the_issue_target(train):
     dec = np.stack([codec.round_trip(t, e) for t, e in zip(test, test_egos, strict=True)])
     ade = np.linalg.norm(dec[..., :2] - test[..., :2], axis=-1).mean()
     assert ade <= 0.10
+
+
+def test_zero_tolerance_writes_steady_driving_as_entry_zero(codecs):
+    """A bonus for entry 0 (carry on) turns near-steady driving into a run of zeros, at a
+    reconstruction cost bounded by the tolerance; without it the encoder picks whichever
+    near-zero entry is closest."""
+    import dataclasses
+
+    plain = codecs["kmeans_segment"]
+    tolerant = make_codec("kmeans_segment", **{**SMALL["kmeans_segment"],
+                                               "zero_tolerance_m": 0.3})
+    tolerant._set_state(plain._state())
+    tolerant.fitted = True  # the same codebook, only the encoder's preference differs
+    assert dataclasses.replace(tolerant.config, zero_tolerance_m=0.0) == plain.config
+    ego = EgoState(speed=20.0)
+    t = plain.spec.times
+    wobble = np.column_stack([20.0 * t, 0.08 * np.sin(t), 0.004 * np.cos(t)])
+    assert np.all(tolerant.encode(wobble, ego) == 0)
+    assert _max_error(tolerant, wobble, ego) < 0.3
+    braking = np.column_stack([20.0 * t - 1.5 * t**2, np.zeros_like(t), np.zeros_like(t)])
+    ids = tolerant.encode(braking, ego)
+    assert np.any(ids != 0) and _max_error(tolerant, braking, ego) < 1.0

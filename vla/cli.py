@@ -37,6 +37,14 @@ def _cmd_model_inject(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_model_merge(args: argparse.Namespace) -> int:
+    from vla.model.merge import merge_adapter
+
+    out = merge_adapter(args.base, args.adapter, args.out)
+    print(f"merged {args.adapter} into {args.base}; saved to {out}")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from vla.serving.vllm_server import ServerConfig, VLLMServer
 
@@ -144,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="a built data set to fit the codec on")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_model_inject)
+
+    p = model_sub.add_parser("merge", help="merge a LoRA adapter into its base (own process)")
+    p.add_argument("--base", required=True, help="the model the adapter was trained on")
+    p.add_argument("--adapter", required=True, help="the adapter folder (stage 2 output)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_model_merge)
 
     p = sub.add_parser("predict", help="generate a decision for one sample (transformers)")
     p.add_argument("--model", required=True)

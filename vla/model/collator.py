@@ -4,7 +4,10 @@ The prompt (system + user turn with the images, as :mod:`vla.model.prompting` bu
 it, plus the generation prompt) is masked with -100; the assistant's output — reasoning,
 meta-action, trajectory tokens and the end-of-turn token — carries the loss. Each batch
 also reports how many tokens went to images, the rest of the prompt, the reasoning,
-the meta-action and the trajectory.
+the meta-action and the trajectory, and carries ``span_ids``: for every token, which part
+of the output it belongs to (:data:`SPANS`; 0 for the prompt and padding), so that a
+trainer can split the loss by span. ``blank_images`` replaces every camera image by a
+black one of the same size (the "does vision matter?" ablation).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from vla.model.prompting import assistant_target, chat_prompt
 from vla.model.special_tokens import (
@@ -19,12 +23,16 @@ from vla.model.special_tokens import (
     COT_START,
     IM_END,
     META_ACTION_END,
+    META_ACTION_START,
     TRAJ_FUTURE_END,
     TRAJ_FUTURE_START,
 )
 from vla.trajectory.types import ego_state_of
 
 IGNORE = -100
+# span ids: 1 = reasoning (<|cot_start|> .. <|cot_end|>), 2 = meta-action (its delimiters
+# included), 3 = trajectory (<|traj_future_start|> .. the end-of-turn token)
+SPANS = {"reasoning": 1, "meta_action": 2, "trajectory": 3}
 
 
 @dataclass
@@ -33,6 +41,7 @@ class Collator:
 
     processor: object
     codec: object
+    blank_images: bool = False
     token_counts: dict = field(default_factory=dict)
 
     def target_text(self, sample: dict) -> str:
@@ -45,6 +54,8 @@ class Collator:
         texts, all_images = [], []
         for sample in samples:
             images = [im.convert("RGB") for im in sample["images"]]
+            if self.blank_images:
+                images = [Image.new("RGB", im.size) for im in images]
             texts.append(chat_prompt(self.processor, sample, images)
                          + self.target_text(sample) + IM_END)
             all_images += images
@@ -59,8 +70,23 @@ class Collator:
         for row, n in enumerate(prompt_lens):
             labels[row, :n] = IGNORE
         batch["labels"] = labels
+        batch["span_ids"] = self._span_ids(batch["input_ids"], prompt_lens, labels)
         self.token_counts = self._count(batch, prompt_lens)
         return batch
+
+    def _span_ids(self, ids, prompt_lens, labels):
+        tok = self.processor.tokenizer
+        meta_start, traj_start = (tok.convert_tokens_to_ids(t) for t in (
+            META_ACTION_START, TRAJ_FUTURE_START))
+        spans = labels.new_zeros(labels.shape)
+        for row, n in enumerate(prompt_lens):
+            seq = ids[row].tolist()
+            i_meta, i_traj = seq.index(meta_start, n), seq.index(traj_start, n)
+            spans[row, n:i_meta] = SPANS["reasoning"]
+            spans[row, i_meta:i_traj] = SPANS["meta_action"]
+            spans[row, i_traj:] = SPANS["trajectory"]
+        spans[labels == IGNORE] = 0
+        return spans
 
     def _count(self, batch, prompt_lens) -> dict:
         tok = self.processor.tokenizer

@@ -28,7 +28,9 @@ def load_codec_of(model_dir: str | Path):
     return load_codec(Path(model_dir) / CODEC_DIR)
 
 
-def load_model_dir(path: str | Path, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+def load_model_dir(path: str | Path, device: str = "cpu", dtype: str = "float32",
+                   adapter: str | Path | None = None) -> LoadedModel:
+    """Load a vla model directory; with ``adapter``, a LoRA adapter merged into it."""
     import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
@@ -38,6 +40,12 @@ def load_model_dir(path: str | Path, device: str = "cpu", dtype: str = "float32"
                                 f"model.safetensors, tokenizer.json, {VLA_META_FILE} and "
                                 f"{CODEC_DIR}/); create one with `vla model init`")
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(p, dtype=getattr(torch, dtype))
+    if adapter is not None:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{adapter} is not a LoRA adapter (no adapter_config.json)")
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     model.to(device).eval()
     return LoadedModel(p, model, AutoProcessor.from_pretrained(p), load_codec_of(p),
                        json.loads((p / VLA_META_FILE).read_text()))

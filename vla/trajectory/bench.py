@@ -55,6 +55,7 @@ def default_settings() -> list[BenchSetting]:
         s("kmeans_segment", {"segment_s": 1.0, "codebook_size": 2048}),
         s("kmeans_segment", {"segment_s": 0.5, "codebook_size": 512}),
         s("kmeans_segment", {"segment_s": 0.5, "codebook_size": 2048}),
+        s("kmeans_segment", {"segment_s": 0.5, "codebook_size": 2048, "zero_tolerance_m": 0.3}),
         s("dct_bpe", {"step_m": 1.0, "vocab_size": 2048}),
         s("dct_bpe", {"step_m": 0.3, "vocab_size": 4096}),
         s("dct_bpe", {"step_m": 0.1, "vocab_size": 8192}),

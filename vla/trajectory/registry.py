@@ -27,7 +27,7 @@ CODECS: dict[str, type[TrajectoryCodec]] = {
 #: It must be fitted on the training split and saved beside the model.
 DEFAULT_CODEC: tuple[str, dict[str, Any]] = (
     "kmeans_segment",
-    {"segment_s": 0.5, "codebook_size": 2048},
+    {"segment_s": 0.5, "codebook_size": 2048, "zero_tolerance_m": 0.3},
 )
 
 

@@ -15,7 +15,11 @@ the exact zero residual (carry on at the current speed and heading; stay put whe
 Encoding is a beam search: from the decoded state, every entry is rolled out for the next
 segment, scored by its squared position error against the trajectory plus heading and speed
 mismatch at its end, and the ``beam`` best partial sequences are kept, so that later segments
-correct earlier quantisation errors.
+correct earlier quantisation errors. With ``zero_tolerance_m`` > 0, entry 0 gets a bonus worth
+that mean error over the segment: steady driving is then written as entry 0 again and again
+instead of as whichever of several near-zero entries is closest by a few centimetres, which
+costs a little reconstruction error and makes the token sequence far easier for a model to
+learn (the same trade as rate-distortion-optimised quantisation in video coding).
 
 Simplifications: residual offsets do not scale with speed (a decelerating entry learned at
 speed can ask a slow vehicle to reverse: the decoder then stops it instead); the codebook is
@@ -43,12 +47,17 @@ class KMeansSegmentConfig(CodecConfig):
     beam: int = 4
     kmeans_iters: int = 30
     seed: int = 0
+    zero_tolerance_m: float = 0.0
+
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_positive_int(self, "codebook_size", "beam", "kmeans_iters")
         if not self.segment_s > 0:
             raise ValueError(f"KMeansSegmentConfig.segment_s must be > 0, got {self.segment_s}")
+        if not self.zero_tolerance_m >= 0:
+            raise ValueError("KMeansSegmentConfig.zero_tolerance_m must be >= 0, got "
+                             f"{self.zero_tolerance_m}")
         self.spec.steps_per(1.0 / self.segment_s, what="1 / segment_s")
 
 
@@ -150,6 +159,11 @@ class KMeansSegmentCodec(TrajectoryCodec):
         end = np.concatenate([poses[..., -1, :], v_end[..., None]], axis=-1)
         return poses, end
 
+    @property
+    def _zero_bonus(self) -> float:
+        """Rank bonus of entry 0: a mean error of ``zero_tolerance_m`` over one segment."""
+        return self.config.zero_tolerance_m ** 2 * self.seg_len
+
     def _encode(self, trajectory: np.ndarray, ego: EgoState) -> np.ndarray:
         k, beam_w = self.config.codebook_size, self.config.beam
         speeds = path_speeds(trajectory[None], self.spec.hz)[0]
@@ -162,6 +176,7 @@ class KMeansSegmentCodec(TrajectoryCodec):
             poses, ends = self._apply(states[:, None, :], entries[None, :])  # (B, K, L, 3)
             pos_err = np.sum((poses[..., :2] - seg[:, :2]) ** 2, axis=(-1, -2))
             total = costs[:, None] + pos_err
+            total[:, 0] -= self._zero_bonus  # accumulated: a run of zeros is preferred whole
             reach = states[:, 3:4] * self.config.segment_s + 1.0
             yaw_err = wrap_angle(ends[..., 2] - seg[-1, 2]) * reach
             v_err = (ends[..., 3] - speeds[(j + 1) * self.seg_len - 1]) * self.config.segment_s

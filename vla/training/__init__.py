@@ -1,0 +1,1 @@
+"""Supervised training stages (under ``accelerate launch``) and their validation."""

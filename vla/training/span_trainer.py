@@ -1,0 +1,147 @@
+"""transformers' Trainer with the loss split by output span, and a JSONL log of every record.
+
+``SpanLossTrainer.compute_loss`` computes the usual next-token cross-entropy over the
+assistant's output (the collator masks the prompt; the output head runs only from the
+first labelled position on) and, from the same logits, the mean
+loss on the reasoning, the meta-action and the trajectory tokens, and the accuracy of the
+arg-max on the trajectory tokens. These are averaged over the steps between two logging
+events and added to the Trainer's own log record (loss, learning rate, grad norm), which
+:class:`JsonlLogger` appends to ``train_log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from transformers import Trainer, TrainerCallback
+
+from vla.model.collator import IGNORE, SPANS
+
+LOG_FILE = "train_log.jsonl"
+
+
+class SpanLossTrainer(Trainer):
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean
+
+    def __init__(self, *args, trajectory_token_ids, **kwargs):
+        import torch
+
+        super().__init__(*args, **kwargs)
+        ids = torch.as_tensor(list(trajectory_token_ids), dtype=torch.long)
+        self._is_traj = torch.zeros(int(ids.max()) + 1, dtype=torch.bool)
+        self._is_traj[ids] = True  # token id -> is a <traj_k> token
+        self._sums: dict[str, float] = defaultdict(float)
+        self._counts: dict[str, float] = defaultdict(float)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import torch
+        import torch.nn.functional as F
+
+        spans = inputs.pop("span_ids")
+        labels = inputs.pop("labels")
+        # the output head only where a label follows: from the first labelled position of
+        # the batch on (the prompt is most of the sequence; its logits would be thrown away)
+        labelled = (labels != IGNORE).any(0).nonzero()
+        first = max(1, int(labelled[0])) if len(labelled) else labels.shape[1] - 1
+        outputs = model(**inputs, logits_to_keep=labels.shape[1] - first + 1)
+        logits = outputs.logits[:, :-1].float()
+        target, span = labels[:, first:], spans[:, first:]
+        per_token = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE,
+                                    reduction="none")
+        mask = target != IGNORE
+        loss = per_token.sum() / mask.sum().clamp(min=1)
+        if model.training:
+            with torch.no_grad():
+                for name, sid in SPANS.items():
+                    sel = span == sid
+                    self._sums[f"loss_{name}"] += float(per_token[sel].sum())
+                    self._counts[f"loss_{name}"] += float(sel.sum())
+                known = (target >= 0) & (target < len(self._is_traj))
+                is_traj = known & self._is_traj.to(target.device)[target.clamp(0, len(
+                    self._is_traj) - 1)]
+                hits = (logits.argmax(-1) == target) & is_traj
+                self._sums["traj_token_accuracy"] += float(hits.sum())
+                self._counts["traj_token_accuracy"] += float(is_traj.sum())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training record: add the span metrics since the last one
+            for key, total in self._sums.items():
+                if self._counts[key]:
+                    logs[key] = round(total / self._counts[key], 4)
+            self._sums.clear()
+            self._counts.clear()
+        super().log(logs, start_time)
+
+
+class JsonlLogger(TrainerCallback):
+    """Appends every log record (with its step) to ``<out>/train_log.jsonl`` on rank 0."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def read_log(path: str | Path) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        return []
+    records = []
+    for line in p.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line torn by a killed run
+            continue
+    return records
+
+
+def trim_log(path: str | Path, last_step: int) -> int:
+    """Drop records after ``last_step`` (steps a killed run did after its last checkpoint).
+
+    The resumed run redoes those steps and logs them again; trimming keeps each step
+    once in the log. Returns how many records were dropped.
+    """
+    p = Path(path)
+    records = read_log(p)
+    kept = [r for r in records if r.get("step", 0) <= last_step]
+    if len(kept) != len(records) or (p.is_file() and not p.read_text().endswith("\n")):
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(p)
+    return len(records) - len(kept)
+
+
+def plot_curves(log_path: str | Path, out_png: str | Path, title: str = "") -> Path:
+    """Loss by span, trajectory-token accuracy and learning rate over steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in read_log(log_path) if "loss" in r]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    steps = [r["step"] for r in records]
+    for key in ("loss", "loss_reasoning", "loss_meta_action", "loss_trajectory"):
+        axes[0].plot(steps, [r.get(key) for r in records], label=key)
+    axes[0].set_yscale("log")
+    axes[0].set_title("loss by span")
+    axes[1].plot(steps, [r.get("traj_token_accuracy") for r in records])
+    axes[1].set_title("trajectory-token accuracy")
+    axes[2].plot(steps, [r.get("learning_rate") for r in records])
+    axes[2].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out_png)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
