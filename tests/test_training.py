@@ -204,20 +204,24 @@ def test_lora_sft_then_merge_in_its_own_process(stage1, small_data_dir, tmp_path
     assert torch.allclose(merged_logits, with_adapter, atol=1e-4)
 
 
-@pytest.mark.parametrize("zero", ["zero2", "zero3"])
-def test_two_process_deepspeed_runs(zero, tiny_model_dir, small_data_dir, tmp_path):
+@pytest.mark.parametrize("launch", ["cpu_2proc", "zero2", "zero3"])
+def test_two_process_runs(launch, tiny_model_dir, small_data_dir, tmp_path):
+    """Two processes: DDP over gloo, DeepSpeed ZeRO-2 and ZeRO-3 (on the CPU here)."""
     from vla.model.loading import load_model_dir
 
-    out = tmp_path / zero
-    log = _run(f"{zero}.yaml", "stage1_inject.py", [
+    out = tmp_path / launch
+    log = _run(f"{launch}.yaml", "stage1_inject.py", [
         "--config", str(ROOT / "train/configs/tiny_stage1.yaml"), f"model={tiny_model_dir}",
         f"data={small_data_dir}", f"out={out}", "max_steps=3", "save_steps=3",
         "batch_size=1", "logging_steps=1", "eval_samples=0"], timeout=900)
     result = json.loads((out / "result.json").read_text())
     assert result["global_step"] == 3, log[-3000:]
-    shards = out / "checkpoints/checkpoint-3/global_step3"  # DeepSpeed's own layout
-    for rank in (0, 1):  # optimiser state split between the two processes
-        assert (shards / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").is_file()
+    checkpoint = out / "checkpoints/checkpoint-3"
+    assert (checkpoint / "rng_state_0.pth").is_file() and (checkpoint / "rng_state_1.pth").is_file()
+    if launch.startswith("zero"):
+        shards = checkpoint / "global_step3"  # DeepSpeed's own layout
+        for rank in (0, 1):  # optimiser state split between the two processes
+            assert (shards / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").is_file()
     trained = load_model_dir(out / "model").model.state_dict()
     initial = load_model_dir(tiny_model_dir).model.state_dict()
     changed = [k for k in initial if not np.allclose(trained[k].numpy(), initial[k].numpy())]

@@ -1,0 +1,1 @@
+"""Post-training with reinforcement learning: rewards (and, to come, the GRPO loop)."""
