@@ -17,8 +17,9 @@ Each reward returns a :class:`Reward`: its value and the components it was compu
 - ``reasoning``: a rubric — the reasoning states the decision it acts on, names a cause,
   and cites evidence across the two frames — each worth a third.
 
-The total is the weighted sum (:class:`RewardWeights`). A judge model behind an
-OpenAI-compatible endpoint is not part of this module yet.
+The total is the weighted sum (:class:`RewardWeights`). With a ``judge``
+(:class:`vla.rl.judge.JudgeConfig`), a model behind any OpenAI-compatible endpoint also scores
+the reasoning (reward ``judge``); off by default.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class RewardWeights:
     trajectory: float = 1.0
     grounding: float = 0.5
     reasoning: float = 0.25
+    judge: float = 0.5               # used only when a judge endpoint is given
     ade_gate_m: float = 3.0
     comfort_bonus: float = 0.1
     progress_weight: float = 0.2
@@ -161,14 +163,15 @@ DEFAULT_WEIGHTS = RewardWeights()
 
 
 def score_completion(text: str, sample: dict, codec,
-                     weights: RewardWeights = DEFAULT_WEIGHTS) -> RewardResult:
+                     weights: RewardWeights = DEFAULT_WEIGHTS, judge=None) -> RewardResult:
     """Parse ``text`` (the model's output) and compute every reward for ``sample``."""
     hz = codec.spec.hz
     try:
         decision = parse_output(text, codec.num_tokens, codec, ego_state_of(sample))
     except ParseError as exc:
-        zero = {name: Reward(0.0) for name in ("consistency", "trajectory", "grounding",
-                                               "reasoning")}
+        names = ("consistency", "trajectory", "grounding", "reasoning") + (
+            ("judge",) if judge is not None else ())
+        zero = {name: Reward(0.0) for name in names}
         return RewardResult(0.0, {"format": Reward(0.0, {"kind": exc.kind}), **zero}, None,
                             str(exc))
     rewards = {"format": Reward(1.0),
@@ -176,5 +179,9 @@ def score_completion(text: str, sample: dict, codec,
                "trajectory": trajectory_reward(decision, sample, weights, hz),
                "grounding": grounding_reward(decision, sample),
                "reasoning": reasoning_reward(decision)}
+    if judge is not None:
+        from vla.rl.judge import judge_reward
+
+        rewards["judge"] = judge_reward(judge, decision, sample)
     total = sum(getattr(weights, name) * r.value for name, r in rewards.items())
     return RewardResult(total, rewards, decision, None)

@@ -1,0 +1,49 @@
+"""Command line of ``train/grpo.py``: ``--config FILE`` (YAML) and ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+from vla.rl.grpo import GRPOConfig
+
+
+def load_grpo_config(path: str | None, overrides: list[str]) -> GRPOConfig:
+    import yaml
+
+    from vla.training.config import _coerce
+
+    values = yaml.safe_load(Path(path).read_text()) if path else {}
+    hints = typing.get_type_hints(GRPOConfig)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or key not in hints or key == "reward_weights":
+            raise ValueError(f"override {item!r}: expected key=value with key one of "
+                             f"{[f.name for f in dataclasses.fields(GRPOConfig)]}")
+        kind = next((k for k in typing.get_args(hints[key]) if k is not type(None)),
+                    hints[key])
+        values[key] = _coerce(key, kind, text)
+    unknown = set(values) - set(hints)
+    if unknown:
+        raise ValueError(f"unknown GRPO config keys {sorted(unknown)}")
+    return GRPOConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="GRPO on the SFT adapter, rollouts from vLLM")
+    parser.add_argument("--config", help="YAML GRPO config")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args(argv)
+    try:
+        config = load_grpo_config(args.config, args.overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        sys.exit(f"error: {exc}")
+    from vla.rl.grpo import run_grpo
+
+    result = run_grpo(config)
+    last = result["log"][-1] if result["log"] else {}
+    print(f"GRPO done: {result['steps']} steps, adapter {result['adapter']}, "
+          f"last mean reward {last.get('reward')}")

@@ -1,0 +1,355 @@
+"""GRPO on a LoRA adapter, with rollouts from vLLM's OpenAI-compatible server.
+
+Why not TRL's ``GRPOTrainer``: its vLLM path pushes weights to ``trl vllm-serve`` over its own
+NCCL channel; it cannot sample from a stock OpenAI-compatible endpoint nor swap LoRA adapters
+through ``/v1/load_lora_adapter``, which is how this project serves. The loop is short:
+
+each step: ``prompts_per_step`` prompts from the train split (drawn from a generator seeded by
+the step, so a resumed run draws the same) → ``group_size`` completions each from the server,
+under the output grammar, sampled from the current adapter → rewards (:mod:`vla.rl.rewards`)
+→ group-normalised advantages ``(r - mean) / (std + 1e-4)`` → ``updates_per_step`` passes of
+the clipped token-level objective over the same completions (transformers forward of prompt +
+completion; ε low / high; the loss averaged over all completion tokens of the step, as DAPO;
+optional KL to the reference — the same model with the adapter switched off — by the k3
+estimator) → the adapter is saved and loaded into the server under a new name, the previous
+one unloaded, so the next rollouts come from the new policy.
+
+Simplifications: the log-probabilities in the update are those of the full softmax, not the
+grammar-masked distribution the server sampled from; both sides of the ratio use the same, so
+the clipping is consistent, and with ``updates_per_step = 1`` the ratio is 1 and the update is
+the plain group-normalised policy gradient (TRL's ``num_iterations = 1``). Groups whose
+rewards are all equal carry no signal and are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vla.rl.rewards import RewardWeights, score_completion
+from vla.traces import append_trace, read_traces
+
+
+@dataclass
+class GRPOConfig:
+    base: str                     # the stage-1 model the adapter sits on
+    adapter: str                  # the SFT adapter to start from
+    data: str
+    out: str
+    steps: int = 10
+    prompts_per_step: int = 4
+    group_size: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    learning_rate: float = 5e-4
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    beta_kl: float = 0.0
+    updates_per_step: int = 1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    server_url: str | None = None  # None: start a server for the run
+    eval_samples: int = 0          # greedy validation of the final adapter on the test split
+    judge_url: str | None = None   # optional reasoning judge (any OpenAI-compatible endpoint)
+    judge_model: str | None = None
+    reward_weights: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "prompts_per_step", "updates_per_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (advantages are relative), "
+                             f"got {self.group_size}")
+        if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
+            raise ValueError("eps_low must be in [0, 1) and eps_high >= 0")
+        if self.learning_rate <= 0 or self.temperature <= 0 or self.beta_kl < 0:
+            raise ValueError("learning_rate and temperature must be > 0, beta_kl >= 0")
+        RewardWeights(**self.reward_weights)  # validates the names and values
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+
+def group_advantages(rewards: np.ndarray) -> np.ndarray:
+    """``(G,)`` rewards of one group → advantages normalised within the group."""
+    rewards = np.asarray(rewards, float)
+    return (rewards - rewards.mean()) / (rewards.std() + 1e-4)
+
+
+def clipped_token_loss(new_logp, old_logp, ref_logp, advantages, mask, eps_low, eps_high,
+                       beta_kl):
+    """Sum over completion tokens of the clipped surrogate (+ KL); caller divides by tokens."""
+    import torch
+
+    ratio = torch.exp(new_logp - old_logp)
+    adv = advantages[:, None]
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * adv)
+    loss = -surrogate
+    if beta_kl > 0:
+        delta = ref_logp - new_logp
+        loss = loss + beta_kl * (torch.exp(delta) - delta - 1)
+    return (loss * mask).sum()
+
+
+class PolicyModel:
+    """The base model with the trainable LoRA adapter, and the log-probability of completions."""
+
+    def __init__(self, base: str, adapter: str, learning_rate: float):
+        import torch
+        from peft import PeftModel
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+        self.model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        self.processor = AutoProcessor.from_pretrained(base)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=learning_rate)
+
+    def group_inputs(self, sample: dict, completions: list[list[int]]):
+        """One batch: the prompt (with its images) followed by each completion, right-padded."""
+        import torch
+
+        from vla.model.prompting import chat_prompt
+
+        images = [im.convert("RGB") for im in sample["images"]]
+        prompt = self.processor(text=[chat_prompt(self.processor, sample, images)],
+                                images=images, return_tensors="pt")
+        n, width = len(completions), max(len(c) for c in completions)
+        pad = self.processor.tokenizer.pad_token_id
+        comp = torch.full((n, width), pad, dtype=torch.long)
+        mask = torch.zeros((n, width))
+        for i, ids in enumerate(completions):
+            comp[i, :len(ids)] = torch.tensor(ids)
+            mask[i, :len(ids)] = 1
+        ids = torch.cat([prompt["input_ids"].repeat(n, 1), comp], dim=1)
+        attention = torch.cat([prompt["attention_mask"].repeat(n, 1), mask.long()], dim=1)
+        inputs = {"input_ids": ids, "attention_mask": attention,
+                  "pixel_values": prompt["pixel_values"].repeat(n, 1),
+                  "image_grid_thw": prompt["image_grid_thw"].repeat(n, 1)}
+        return inputs, comp, mask
+
+    def logprobs(self, inputs, comp):
+        """Log-probability of each completion token, ``(n, width)``."""
+        import torch
+
+        width = comp.shape[1]
+        logits = self.model(**inputs, logits_to_keep=width + 1).logits[:, :-1].float()
+        return torch.log_softmax(logits, -1).gather(-1, comp[..., None])[..., 0]
+
+
+def _server_call(url: str, path: str, body: dict) -> None:
+    import httpx
+
+    response = httpx.post(f"{url}{path}", json=body, timeout=120.0)
+    if response.status_code != 200:
+        raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:300]}")
+
+
+def swap_adapter(url: str, new_name: str, new_path: Path, old_name: str | None) -> None:
+    """Load ``new_path`` into the server as ``new_name`` (replacing an adapter of that name,
+    e.g. one a killed run left there); unload ``old_name``."""
+    _server_call(url, "/v1/load_lora_adapter", {"lora_name": new_name, "load_inplace": True,
+                                                "lora_path": str(Path(new_path).resolve())})
+    if old_name is not None:
+        _server_call(url, "/v1/unload_lora_adapter", {"lora_name": old_name})
+
+
+async def _rollouts(client, samples, config: GRPOConfig, step: int):
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        return await asyncio.gather(*(
+            client.decide(http, s, n=config.group_size, temperature=config.temperature,
+                          top_p=config.top_p, seed=config.seed * 100_003 + step * 101 + i)
+            for i, s in enumerate(samples)))
+
+
+def _last_step(out: Path) -> int:
+    state = out / "state.json"
+    return json.loads(state.read_text())["step"] if state.is_file() else 0
+
+
+def run_grpo(config: GRPOConfig, console=None) -> dict:
+    """Run (or resume) GRPO; returns the per-step log. Needs a running or startable vLLM."""
+    import torch
+    from rich.console import Console
+    from tqdm import tqdm
+
+    from vla.data.build import load_dataset_dir
+    from vla.model.loading import load_codec_of
+    from vla.serving.client import VLAClient
+    from vla.serving.vllm_server import ServerConfig, VLLMServer
+
+    console = console or Console()
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    weights = RewardWeights(**config.reward_weights)
+    judge = None
+    if config.judge_url:
+        from vla.rl.judge import JudgeConfig
+
+        judge = JudgeConfig(config.judge_url, config.judge_model or "judge")
+    dataset, meta = load_dataset_dir(config.data)
+    train = dataset["train"]
+    codec = load_codec_of(config.base)
+    per_prompt = len(meta["cameras"]) * meta["frames"]
+    start = _last_step(out)
+    adapter_dir = out / "adapters" / f"step-{start}" if start else Path(config.adapter)
+    policy = PolicyModel(config.base, str(adapter_dir), config.learning_rate)
+    if start and (out / "optimizer.pt").is_file():
+        policy.optimizer.load_state_dict(torch.load(out / "optimizer.pt"))
+        console.print(f"resuming GRPO after step {start}")
+    log_path, trace_path = out / "grpo_log.jsonl", out / "rollouts.jsonl"
+    for path in (log_path, trace_path):  # drop what a killed run wrote after its last save
+        if path.is_file():
+            kept = [r for r in read_traces(path) if r.get("step", 0) <= start]
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    server = None
+    url = config.server_url
+    if url is None:
+        server = VLLMServer(ServerConfig(model=Path(config.base), enable_lora=True,
+                                         images_per_prompt=max(per_prompt, 2),
+                                         max_model_len=4096),
+                            log_path=out / "vllm_server.log").start()
+        url = server.url
+    try:
+        name = f"policy-{start}"
+        swap_adapter(url, name, adapter_dir, None)
+        client = VLAClient.for_model_dir(url, name, config.base, images_per_prompt=per_prompt)
+        for step in tqdm(range(start + 1, config.steps + 1), desc="grpo", initial=start,
+                         total=config.steps):
+            t0 = time.perf_counter()
+            rng = np.random.default_rng([config.seed, step])
+            picks = rng.choice(len(train), size=config.prompts_per_step, replace=False)
+            samples = [train[int(i)] for i in picks]
+            client.model = name
+            results = asyncio.run(_rollouts(client, samples, config, step))
+            t_roll = time.perf_counter() - t0
+            groups, all_rewards = [], []
+            for sample, result in zip(samples, results, strict=True):
+                choices = result.raw["choices"]
+                scored = [score_completion(c.text, sample, codec, weights, judge)
+                          for c in result.completions]
+                totals = np.array([s.total for s in scored])
+                all_rewards.append(scored)
+                for choice, completion, s in zip(choices, result.completions, scored,
+                                                 strict=True):
+                    append_trace(trace_path, {
+                        "kind": "grpo", "step": step, "sample_id": sample["sample_id"],
+                        "model": name, "raw_output": completion.text,
+                        "parsed": completion.decision is not None,
+                        "token_ids": choice.get("token_ids"), "rewards": s.to_json()})
+                if np.ptp(totals) > 0:
+                    groups.append((sample, [c["token_ids"] for c in choices],
+                                   group_advantages(totals)))
+            stats = _update(policy, groups, config)
+            new_dir = out / "adapters" / f"step-{step}"
+            policy.model.save_pretrained(new_dir)
+            new_name = f"policy-{step}"
+            swap_adapter(url, new_name, new_dir, name)
+            name = new_name
+            torch.save(policy.optimizer.state_dict(), out / "optimizer.pt")
+            record = {"step": step, "adapter": new_name, "seconds": round(
+                time.perf_counter() - t0, 2), "rollout_seconds": round(t_roll, 2), **stats,
+                **_reward_means(all_rewards)}
+            append_trace(log_path, record)
+            (out / "state.json").write_text(json.dumps({"step": step, "adapter": str(new_dir)}))
+            _prune(out / "adapters", keep=step)
+    finally:
+        if server is not None:
+            server.stop()
+    final = out / "adapter"
+    shutil.rmtree(final, ignore_errors=True)
+    shutil.copytree(out / "adapters" / f"step-{config.steps}", final)
+    log = read_traces(log_path)
+    plot_rewards(log, out / "rewards.png")
+    result = {"steps": config.steps, "adapter": str(final), "log": log}
+    if config.eval_samples:
+        from vla.model.loading import load_model_dir
+        from vla.training.validate import validate
+
+        split = dataset["test"]
+        samples = split.select(range(min(config.eval_samples, len(split))))
+        metrics = validate(load_model_dir(config.base, adapter=final), samples,
+                           trace_path=None)
+        result["validation"] = {"split": "test", "samples": len(samples),
+                                "model": metrics["model"], "baselines": metrics["baselines"]}
+        (out / "result.json").write_text(json.dumps(
+            {k: v for k, v in result.items() if k != "log"}, indent=2) + "\n")
+    return result
+
+
+def _update(policy: PolicyModel, groups, config: GRPOConfig) -> dict:
+    import torch
+
+    if not groups:
+        return {"loss": 0.0, "groups_used": 0, "tokens": 0}
+    policy.model.train()
+    prepared = []
+    for sample, completions, adv in groups:
+        inputs, comp, mask = policy.group_inputs(sample, completions)
+        with torch.no_grad():
+            old = policy.logprobs(inputs, comp)
+            ref = None
+            if config.beta_kl > 0:
+                with policy.model.disable_adapter():
+                    ref = policy.logprobs(inputs, comp)
+        prepared.append((inputs, comp, mask, old, ref, torch.tensor(adv, dtype=torch.float32)))
+    tokens = sum(float(p[2].sum()) for p in prepared)
+    total = 0.0
+    for _ in range(config.updates_per_step):
+        policy.optimizer.zero_grad()
+        for inputs, comp, mask, old, ref, adv in prepared:
+            new = policy.logprobs(inputs, comp)
+            loss = clipped_token_loss(new, old, ref, adv, mask, config.eps_low,
+                                      config.eps_high, config.beta_kl) / tokens
+            loss.backward()
+            total += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in policy.model.parameters() if p.requires_grad], config.max_grad_norm)
+        policy.optimizer.step()
+    return {"loss": round(total / config.updates_per_step, 5), "groups_used": len(groups),
+            "tokens": int(tokens)}
+
+
+def _reward_means(all_rewards) -> dict:
+    flat = [s for group in all_rewards for s in group]
+    out = {"reward": round(float(np.mean([s.total for s in flat])), 4)}
+    for name in flat[0].rewards:
+        out[f"reward_{name}"] = round(float(np.mean([s.rewards[name].value for s in flat])), 4)
+    return out
+
+
+def _prune(folder: Path, keep: int) -> None:
+    for path in folder.glob("step-*"):
+        if int(path.name.split("-")[1]) < keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def plot_rewards(log: list[dict], out_png: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    steps = [r["step"] for r in log]
+    for key in sorted(k for k in (log[0] if log else {}) if k.startswith("reward")):
+        ax.plot(steps, [r[key] for r in log], label=key.replace("reward_", ""), marker=".")
+    ax.set_xlabel("GRPO step")
+    ax.set_title("mean reward components of the rollouts")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png
