@@ -161,3 +161,12 @@ def test_rollouts_write_traces_and_resume(server, tiny_model_dir, data_dir, tmp_
     again = run_rollouts(client, dataset["test"], n=2, out=out, limit=3, progress=False)
     assert again["skipped"] == 2 and again["samples"] == 1
     assert len(read_traces(out)) == 6
+
+
+def test_open_loop_through_the_endpoint(server, tiny_model_dir, samples):
+    from vla.evaluation.open_loop import endpoint_decider, evaluate_open_loop
+
+    result = evaluate_open_loop(endpoint_decider(_client(server, tiny_model_dir)), samples[:2],
+                                10.0, k=2, shortcut=False, progress=False)
+    assert result["samples"] == 2 and result["model"]["parsed"] == 1.0
+    assert "min_ade_2" in result["model"] and "shortcut" not in result

@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None)
     p.set_defaults(func=_cmd_rollout)
 
+    from vla.evaluation.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
+
     p = sub.add_parser("demo", help="run the main pipeline on the tiny preset")
     p.add_argument("--scale", default="tiny", choices=["tiny", "small"])
     p.add_argument("--out", default="runs/demo")

@@ -1,0 +1,1 @@
+"""Evaluation: open loop on logged scenes (closed loop to come)."""

@@ -1,0 +1,86 @@
+"""``vla eval open-loop``: the model (transformers or a vLLM endpoint) against the baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+COLUMNS = ("parsed", "l2_at_1s", "l2_at_2s", "l2_at_3s", "l2_avg_1s", "l2_avg_2s", "l2_avg_3s",
+           "ade", "fde", "collision", "off_road", "accuracy_lon", "accuracy_lat", "consistency",
+           "grounding")
+
+
+def add_parser(sub) -> None:
+    ev = sub.add_parser("eval", help="evaluate a model")
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True)
+    p = ev_sub.add_parser("open-loop", help="trajectories and decisions on logged scenes, "
+                                            "beside constant velocity / acceleration / expert")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a vla model directory (transformers)")
+    src.add_argument("--endpoint", help="URL of a vLLM server of a vla model")
+    p.add_argument("--adapter", help="with --model: a LoRA adapter to merge")
+    p.add_argument("--model-dir", help="with --endpoint: the served model's directory "
+                                       "(grammar and codec)")
+    p.add_argument("--served-name", default=None, help="with --endpoint: model name to ask for")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--k", type=int, default=6, help="samples per scene for minADE (0: none)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
+    p.add_argument("--no-shortcut", action="store_true", help="skip the ego-shortcut runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vla.data.build import load_dataset_dir
+    from vla.evaluation.open_loop import endpoint_decider, evaluate_open_loop, transformers_decider
+    from vla.model.loading import load_codec_of, load_model_dir
+
+    dataset, _ = load_dataset_dir(args.data)
+    if args.split not in dataset:
+        raise SystemExit(f"{args.data} has no split {args.split!r}; it has {list(dataset)}")
+    split = dataset[args.split]
+    samples = split.select(range(min(args.limit or len(split), len(split))))
+    if args.model:
+        loaded = load_model_dir(args.model, adapter=args.adapter)
+        decide, codec = transformers_decider(loaded), loaded.codec
+    else:
+        if not args.model_dir:
+            raise SystemExit("--endpoint needs --model-dir (the served model's directory)")
+        from vla.serving.client import VLAClient
+
+        name = args.served_name or args.model_dir
+        client = VLAClient.for_model_dir(args.endpoint, name, args.model_dir)
+        decide, codec = endpoint_decider(client), load_codec_of(args.model_dir)
+    result = evaluate_open_loop(decide, samples, codec.spec.hz, k=args.k,
+                                shortcut=not args.no_shortcut, progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    _print(result, args.k)
+    return 0
+
+
+def _print(result: dict, k: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    columns = COLUMNS + ((f"min_ade_{k}",) if k else ())
+    table = Table(title=f"open loop, {result['samples']} samples (l2_at: at the instant, "
+                        f"UniAD; l2_avg: averaged up to it, ST-P3)")
+    table.add_column("")
+    for c in columns:
+        table.add_column(c.replace("_", " "), justify="right")
+    rows = {"model": result["model"], **result["baselines"],
+            **{f"model, {n}": m for n, m in result.get("shortcut", {}).items()}}
+    for name, m in rows.items():
+        table.add_row(name, *("–" if m.get(c) is None else f"{m[c]:.3f}" for c in columns))
+    console.print(table)
+    per = Table(title="model per scenario")
+    for c in ("scenario", "samples", "ade", "l2_avg_3s", "collision", "consistency"):
+        per.add_column(c)
+    for s, m in result["per_scenario"].items():
+        per.add_row(s, str(m["samples"]), *(f"{m.get(c, float('nan')):.3f}" for c in
+                                            ("ade", "l2_avg_3s", "collision", "consistency")))
+    console.print(per)
