@@ -84,7 +84,7 @@ def test_span_loss_equals_the_model_loss_and_splits_it(tiny_model_dir, small_dat
         trajectory_token_ids=traj)
     loaded.model.train()
     loss = trainer.compute_loss(loaded.model, dict(batch))
-    assert abs(float(loss.detach()) - float(expected)) < 1e-5
+    assert abs(float(loss.detach()) - float(expected.detach())) < 1e-5
     logs = {"loss": float(loss.detach())}
     trainer.log(logs)
     assert set(logs) >= {"loss_reasoning", "loss_meta_action", "loss_trajectory",
