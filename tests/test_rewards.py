@@ -160,8 +160,10 @@ def test_scoring_geometry():
     square = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]], float)
     assert boxes_overlap(square, square + 1.5)
     assert not boxes_overlap(square, square + np.array([2.5, 0.0]))
-    rotated = np.array([[0, 1.5], [1.5, 0], [0, -1.5], [-1.5, 0]]) + np.array([2.6, 0.0])
-    assert boxes_overlap(square, rotated) is False or boxes_overlap(square, rotated)
+    diamond = np.array([[0, 1.5], [1.5, 0], [0, -1.5], [-1.5, 0]])  # a square turned 45°
+    # bounding boxes overlap, the shapes do not: only the diamond's own axes separate them
+    assert not boxes_overlap(square, diamond + np.array([2.2, 2.2]))
+    assert boxes_overlap(square, diamond + np.array([2.0, 0.0]))  # a corner inside the square
     cache = _cache([{"id": 3, "class": "car", "length": 5.0, "width": 2.0,
                      "future": [[30.0 + 10 * 0.1 * k, 4.0, 0.0] for k in range(1, 61)]}])
     assert first_collision(_cruise(), cache) == (None, None)  # the agent is in the next lane

@@ -86,15 +86,19 @@ def first_collision(trajectory: np.ndarray, cache, hz: float = 10.0,
     return None, None
 
 
-def _distance_to_polyline(points: np.ndarray, line: np.ndarray) -> np.ndarray:
-    """Distance from each point (N, 2) to a polyline (M, 2)."""
+def _project(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point (N, 2) onto a polyline (M, 2): its distance to the line and the arc length
+    of its projection, measured from the line's first vertex."""
     a, b = line[:-1], line[1:]
     ab = b - a
-    denom = np.maximum((ab**2).sum(1), 1e-12)
-    ap = points[:, None, :] - a[None]
-    t = np.clip((ap * ab[None]).sum(-1) / denom[None], 0.0, 1.0)
-    nearest = a[None] + t[..., None] * ab[None]
-    return np.linalg.norm(points[:, None, :] - nearest, axis=-1).min(1)
+    seg_len = np.linalg.norm(ab, axis=1)
+    t = np.clip(((points[:, None, :] - a[None]) * ab[None]).sum(-1)
+                / np.maximum(seg_len**2, 1e-12)[None], 0.0, 1.0)
+    dist = np.linalg.norm(points[:, None, :] - (a[None] + t[..., None] * ab[None]), axis=-1)
+    i = dist.argmin(1)
+    rows = np.arange(len(points))
+    start_of = np.concatenate([[0.0], np.cumsum(seg_len)[:-1]])
+    return dist[rows, i], start_of[i] + t[rows, i] * seg_len[i]
 
 
 def off_road(trajectory: np.ndarray, cache, margin_m: float = 0.5) -> bool:
@@ -109,20 +113,14 @@ def off_road(trajectory: np.ndarray, cache, margin_m: float = 0.5) -> bool:
     pts = pts[np.linalg.norm(pts, axis=1) <= reach - COVERAGE_MARGIN_M]
     inside = np.zeros(len(pts), dtype=bool)
     for lane in lanes:
-        dist = _distance_to_polyline(pts, np.asarray(lane["centerline"], float))
+        dist, _ = _project(pts, np.asarray(lane["centerline"], float))
         inside |= dist <= lane["width"] / 2 + margin_m
     return not bool(inside.all())
 
 
 def _arc_position(point: np.ndarray, line: np.ndarray) -> float:
     """Arc length along ``line`` of the projection of ``point``."""
-    a, b = line[:-1], line[1:]
-    ab = b - a
-    seg_len = np.linalg.norm(ab, axis=1)
-    t = np.clip(((point - a) * ab).sum(1) / np.maximum(seg_len**2, 1e-12), 0.0, 1.0)
-    dist = np.linalg.norm(a + t[:, None] * ab - point, axis=1)
-    i = int(dist.argmin())
-    return float(seg_len[:i].sum() + t[i] * seg_len[i])
+    return float(_project(np.asarray(point, float)[None], line)[1][0])
 
 
 def progress_ratio(trajectory: np.ndarray, expert: np.ndarray, cache,

@@ -37,6 +37,36 @@ def read_traces(path: str | Path) -> list[dict]:
     return out
 
 
+def read_log(path: str | Path) -> list[dict]:
+    """The records of a JSONL log, skipping a line torn by a killed writer ([] if absent)."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    records = []
+    for line in p.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line torn by a killed run
+            continue
+    return records
+
+
+def trim_log(path: str | Path, last_step: int) -> int:
+    """Drop records after ``last_step`` (steps a killed run did after its last checkpoint).
+
+    The resumed run redoes those steps and logs them again; trimming keeps each step
+    once in the log. Returns how many records were dropped.
+    """
+    p = Path(path)
+    records = read_log(p)
+    kept = [r for r in records if r.get("step", 0) <= last_step]
+    if len(kept) != len(records) or (p.is_file() and not p.read_text().endswith("\n")):
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        tmp.replace(p)
+    return len(records) - len(kept)
+
+
 def decision_fields(text: str, decision, error, sample: dict) -> dict:
     """The fields every record shares about one model output on one sample.
 

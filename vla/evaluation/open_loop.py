@@ -22,10 +22,10 @@ import zlib
 
 import numpy as np
 
-from vla.meta_action import derive_meta_action, is_consistent
-from vla.rl.rewards import grounding_reward
+from vla.rl.rewards import consistency_reward, grounding_reward
 from vla.scoring import score_against_cache
 from vla.trajectory.baselines import BASELINES
+from vla.trajectory.metrics import horizon_errors
 from vla.trajectory.types import ego_state_of
 
 HORIZONS_S = (1.0, 2.0, 3.0)
@@ -34,23 +34,20 @@ COMMANDS = ("follow_road", "go_straight", "turn_left", "turn_right")
 
 def trajectory_metrics(pred: np.ndarray, sample: dict, hz: float) -> dict:
     gt = np.asarray(sample["future"], float)
-    err = np.linalg.norm(np.asarray(pred)[:, :2] - gt[:, :2], axis=1)
-    out = {"ade": float(err.mean()), "fde": float(err[-1])}
-    for h in HORIZONS_S:
-        n = int(round(h * hz))
-        out[f"l2_at_{h:.0f}s"] = float(err[n - 1])
-        out[f"l2_avg_{h:.0f}s"] = float(err[:n].mean())
+    out = horizon_errors(pred, gt, hz, HORIZONS_S)
     cache = score_against_cache(pred, gt, sample["metric_cache"], hz)
     out.update(collision=float(cache.collision), off_road=float(cache.off_road))
     return out
 
 
 def decision_metrics(decision, sample: dict, hz: float) -> dict:
-    derived = derive_meta_action(decision.trajectory, float(sample["ego_speed"]), hz)
-    lon_ok, lat_ok = is_consistent(decision.meta_action, derived)
+    """Decision accuracy and consistency per axis, consistency of both, causal grounding."""
+    consistency = consistency_reward(decision, sample, hz)
     return {"accuracy_lon": float(decision.meta_action.longitudinal == sample["decision_lon"]),
             "accuracy_lat": float(decision.meta_action.lateral == sample["decision_lat"]),
-            "consistency": float(lon_ok and lat_ok),
+            "consistency_lon": float(consistency.components["longitudinal"]),
+            "consistency_lat": float(consistency.components["lateral"]),
+            "consistency": consistency.value,
             "grounding": grounding_reward(decision, sample).value}
 
 

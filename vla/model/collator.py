@@ -35,6 +35,11 @@ IGNORE = -100
 SPANS = {"reasoning": 1, "meta_action": 2, "trajectory": 3}
 
 
+def blank_like(images: list) -> list:
+    """Black RGB images of the same sizes (the "does vision matter?" ablation)."""
+    return [Image.new("RGB", im.size) for im in images]
+
+
 @dataclass
 class Collator:
     """Callable on a list of samples (dataset rows) → model inputs with ``labels``."""
@@ -55,7 +60,7 @@ class Collator:
         for sample in samples:
             images = [im.convert("RGB") for im in sample["images"]]
             if self.blank_images:
-                images = [Image.new("RGB", im.size) for im in images]
+                images = blank_like(images)
             texts.append(chat_prompt(self.processor, sample, images)
                          + self.target_text(sample) + IM_END)
             all_images += images

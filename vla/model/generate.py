@@ -30,10 +30,11 @@ def grammar_for(loaded: LoadedModel, max_reasoning_tokens: int = 96) -> OutputGr
                                    max_reasoning_tokens)
 
 
-def prompt_inputs(loaded: LoadedModel, sample: dict):
+def prompt_inputs(processor, sample: dict):
+    """The model inputs of ``sample``'s prompt (text and images), up to the assistant's turn."""
     images = [im.convert("RGB") for im in sample["images"]]
-    text = chat_prompt(loaded.processor, sample, images)
-    return loaded.processor(text=[text], images=images, return_tensors="pt")
+    text = chat_prompt(processor, sample, images)
+    return processor(text=[text], images=images, return_tensors="pt")
 
 
 def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = True,
@@ -43,7 +44,7 @@ def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = Tru
     import torch
     from transformers import LogitsProcessorList
 
-    inputs = prompt_inputs(loaded, sample).to(loaded.model.device)
+    inputs = prompt_inputs(loaded.processor, sample).to(loaded.model.device)
     prompt_len = inputs["input_ids"].shape[1]
     grammar = grammar_for(loaded, max_reasoning_tokens)
     processors = LogitsProcessorList(

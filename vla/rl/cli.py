@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import typing
 from pathlib import Path
 
 from vla.rl.grpo import GRPOConfig
@@ -14,21 +13,13 @@ from vla.rl.grpo import GRPOConfig
 def load_grpo_config(path: str | None, overrides: list[str]) -> GRPOConfig:
     import yaml
 
-    from vla.training.config import _coerce
+    from vla.training.config import parse_overrides
 
     values = yaml.safe_load(Path(path).read_text()) if path else {}
-    hints = typing.get_type_hints(GRPOConfig)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or key not in hints or key == "reward_weights":
-            raise ValueError(f"override {item!r}: expected key=value with key one of "
-                             f"{[f.name for f in dataclasses.fields(GRPOConfig)]}")
-        kind = next((k for k in typing.get_args(hints[key]) if k is not type(None)),
-                    hints[key])
-        values[key] = _coerce(key, kind, text)
-    unknown = set(values) - set(hints)
+    unknown = set(values) - {f.name for f in dataclasses.fields(GRPOConfig)}
     if unknown:
         raise ValueError(f"unknown GRPO config keys {sorted(unknown)}")
+    values.update(parse_overrides(overrides, GRPOConfig))
     return GRPOConfig(**values)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from vla.rl.rewards import RewardWeights, score_completion
-from vla.traces import append_trace, read_traces
+from vla.traces import append_trace, read_traces, trim_log
 
 
 @dataclass
@@ -117,11 +117,9 @@ class PolicyModel:
         """One batch: the prompt (with its images) followed by each completion, right-padded."""
         import torch
 
-        from vla.model.prompting import chat_prompt
+        from vla.model.generate import prompt_inputs
 
-        images = [im.convert("RGB") for im in sample["images"]]
-        prompt = self.processor(text=[chat_prompt(self.processor, sample, images)],
-                                images=images, return_tensors="pt")
+        prompt = prompt_inputs(self.processor, sample)
         n, width = len(completions), max(len(c) for c in completions)
         pad = self.processor.tokenizer.pad_token_id
         comp = torch.full((n, width), pad, dtype=torch.long)
@@ -210,9 +208,7 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
         console.print(f"resuming GRPO after step {start}")
     log_path, trace_path = out / "grpo_log.jsonl", out / "rollouts.jsonl"
     for path in (log_path, trace_path):  # drop what a killed run wrote after its last save
-        if path.is_file():
-            kept = [r for r in read_traces(path) if r.get("step", 0) <= start]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        trim_log(path, start)
 
     server = None
     url = config.server_url
@@ -298,9 +294,10 @@ def _update(policy: PolicyModel, groups, config: GRPOConfig) -> dict:
     prepared = []
     for sample, completions, adv in groups:
         inputs, comp, mask = policy.group_inputs(sample, completions)
+        old = ref = None
         with torch.no_grad():
-            old = policy.logprobs(inputs, comp)
-            ref = None
+            if config.updates_per_step > 1:  # with one pass, old = new (detached): no forward
+                old = policy.logprobs(inputs, comp)
             if config.beta_kl > 0:
                 with policy.model.disable_adapter():
                     ref = policy.logprobs(inputs, comp)
@@ -311,6 +308,7 @@ def _update(policy: PolicyModel, groups, config: GRPOConfig) -> dict:
         policy.optimizer.zero_grad()
         for inputs, comp, mask, old, ref, adv in prepared:
             new = policy.logprobs(inputs, comp)
+            old = new.detach() if old is None else old
             loss = clipped_token_loss(new, old, ref, adv, mask, config.eps_low,
                                       config.eps_high, config.beta_kl) / tokens
             loss.backward()

@@ -32,7 +32,7 @@ import numpy as np
 from vla.meta_action import MetaAction, derive_meta_action, is_consistent
 from vla.model.parser import Decision, ParseError, parse_output
 from vla.scoring import score_against_cache
-from vla.trajectory.metrics import is_comfortable
+from vla.trajectory.metrics import displacement_errors, is_comfortable
 from vla.trajectory.types import ego_state_of
 
 # how the label sentences phrase each decision (vla/data/labels.py), and close synonyms
@@ -105,7 +105,7 @@ def trajectory_reward(decision: Decision, sample: dict, weights: RewardWeights,
                       hz: float = 10.0) -> Reward:
     pred = decision.trajectory
     gt = np.asarray(sample["future"], float)
-    ade = float(np.linalg.norm(pred[:, :2] - gt[:, :2], axis=1).mean())
+    ade = float(displacement_errors(pred, gt)["ade"])
     ade_term = -1.0 if ade > weights.ade_gate_m else 1.0 - ade / weights.ade_gate_m
     comfortable = is_comfortable(pred, ego_state_of(sample), hz)
     cache = score_against_cache(pred, gt, sample["metric_cache"], hz)

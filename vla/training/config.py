@@ -93,9 +93,11 @@ def _coerce(name: str, kind, text: str):
         raise ValueError(f"override {name}={text!r}: expected {kind.__name__}") from None
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``["max_steps=10", "out=runs/x"]`` → typed values, by the field types of RunConfig."""
-    hints = typing.get_type_hints(RunConfig)
+def parse_overrides(items: list[str], config_cls=None) -> dict:
+    """``["max_steps=10", "out=runs/x"]`` → typed values, by the field types of the dataclass
+    ``config_cls`` (default :class:`RunConfig`)."""
+    config_cls = config_cls or RunConfig
+    hints = typing.get_type_hints(config_cls)
     out = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -103,10 +105,12 @@ def parse_overrides(items: list[str]) -> dict:
             raise ValueError(f"override {item!r} is not key=value")
         if name not in hints:
             raise ValueError(f"unknown config key {name!r}; known: "
-                             f"{', '.join(f.name for f in dataclasses.fields(RunConfig))}")
+                             f"{', '.join(f.name for f in dataclasses.fields(config_cls))}")
         kind = hints[name]
         if isinstance(kind, types.UnionType):
             kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        if kind not in (bool, int, float, str):
+            raise ValueError(f"{name} cannot be set on the command line; set it in the file")
         out[name] = _coerce(name, kind, text)
     return out
 

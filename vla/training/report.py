@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 from vla.training.run import RESULT_FILE
-
-COLUMNS = ("parse_rate", "decision_accuracy_lon", "decision_accuracy_lat", "consistency",
-           "ade_3s", "fde_3s", "ade", "fde")
+from vla.training.validate import VALIDATION_COLUMNS as COLUMNS
 
 
 def _row(name: str, metrics: dict) -> str:

@@ -21,8 +21,9 @@ import os
 import shutil
 from pathlib import Path
 
+from vla.traces import trim_log
 from vla.training.config import RunConfig
-from vla.training.span_trainer import LOG_FILE, JsonlLogger, SpanLossTrainer, plot_curves, trim_log
+from vla.training.span_trainer import LOG_FILE, JsonlLogger, SpanLossTrainer, plot_curves
 
 RESULT_FILE = "result.json"
 CHECKPOINTS = "checkpoints"
@@ -65,7 +66,7 @@ def training_arguments(config: RunConfig):
     from transformers import TrainingArguments
 
     cpu = not torch.cuda.is_available()
-    _rank, world = _world()
+    world = _world()[1]
     return TrainingArguments(
         output_dir=str(config.out_dir / CHECKPOINTS),
         max_steps=config.max_steps,

@@ -14,43 +14,40 @@ from pathlib import Path
 
 import numpy as np
 
-from vla.meta_action import MetaAction, derive_meta_action, is_consistent
+from vla.model.collator import blank_like
 from vla.trajectory.baselines import BASELINES
+from vla.trajectory.metrics import horizon_errors
 from vla.trajectory.types import TrajectorySpec, ego_state_of
 
-HORIZON_3S = 3.0
+VALIDATION_COLUMNS = ("parse_rate", "decision_accuracy_lon", "decision_accuracy_lat",
+                      "consistency", "ade_3s", "fde_3s", "ade", "fde")
 
 
 def trajectory_errors(pred: np.ndarray, gt: np.ndarray, hz: float) -> dict[str, float]:
     """ADE / FDE over the first 3 s and over the whole horizon (m)."""
-    err = np.linalg.norm(np.asarray(pred)[:, :2] - np.asarray(gt)[:, :2], axis=-1)
-    n3 = int(round(HORIZON_3S * hz))
-    return {"ade_3s": float(err[:n3].mean()), "fde_3s": float(err[n3 - 1]),
-            "ade": float(err.mean()), "fde": float(err[-1])}
+    err = horizon_errors(pred, gt, hz, (3.0,))
+    return {"ade_3s": err["l2_avg_3s"], "fde_3s": err["l2_at_3s"], "ade": err["ade"],
+            "fde": err["fde"]}
 
 
-def _mean(rows: list[dict], key: str) -> float | None:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return round(float(np.mean(values)), 4) if values else None
+def _rate(flags) -> float | None:
+    flags = [float(f) for f in flags]
+    return round(float(np.mean(flags)), 4) if flags else None
 
 
 def score_outputs(records: list[dict]) -> dict:
     """Aggregate per-sample records (see :func:`validate`) into the validation metrics."""
-    n = len(records)
     parsed = [r for r in records if r["parsed"]]
-    out = {"samples": n, "parse_rate": round(len(parsed) / n, 4) if n else None}
-    for axis in ("lon", "lat"):
-        out[f"decision_accuracy_{axis}"] = round(
-            sum(r["parsed"] and r[f"correct_{axis}"] for r in records) / n, 4) if n else None
-        out[f"consistency_{axis}"] = _mean(
-            [{"v": float(r[f"consistent_{axis}"])} for r in parsed], "v")
-    out["decision_accuracy"] = round(
-        sum(r["parsed"] and r["correct_lon"] and r["correct_lat"] for r in records) / n,
-        4) if n else None
-    out["consistency"] = _mean(
-        [{"v": float(r["consistent_lon"] and r["consistent_lat"])} for r in parsed], "v")
+    out = {"samples": len(records), "parse_rate": _rate(r["parsed"] for r in records)}
+    for axis in ("lon", "lat"):  # an unparsable output counts as a wrong decision
+        out[f"decision_accuracy_{axis}"] = _rate(
+            r["parsed"] and r[f"correct_{axis}"] for r in records)
+        out[f"consistency_{axis}"] = _rate(r[f"consistent_{axis}"] for r in parsed)
+    out["decision_accuracy"] = _rate(
+        r["parsed"] and r["correct_lon"] and r["correct_lat"] for r in records)
+    out["consistency"] = _rate(r["consistent_lon"] and r["consistent_lat"] for r in parsed)
     for key in ("ade_3s", "fde_3s", "ade", "fde"):
-        out[key] = _mean(parsed, key)
+        out[key] = round(float(np.mean([r[key] for r in parsed])), 4) if parsed else None
     return out
 
 
@@ -59,14 +56,9 @@ def baseline_metrics(samples, spec: TrajectorySpec) -> dict[str, dict]:
     for name, planner in BASELINES.items():
         rows = [trajectory_errors(planner(ego_state_of(s), spec), np.asarray(s["future"]),
                                   spec.hz) for s in samples]
-        out[name] = {key: _mean(rows, key) for key in ("ade_3s", "fde_3s", "ade", "fde")}
+        out[name] = {key: round(float(np.mean([r[key] for r in rows])), 4) if rows else None
+                     for key in ("ade_3s", "fde_3s", "ade", "fde")}
     return out
-
-
-def blanked(sample: dict) -> dict:
-    from PIL import Image
-
-    return {**sample, "images": [Image.new("RGB", im.size) for im in sample["images"]]}
 
 
 def validate(loaded, samples, max_reasoning_tokens: int = 96, blank_images: bool = False,
@@ -74,6 +66,7 @@ def validate(loaded, samples, max_reasoning_tokens: int = 96, blank_images: bool
     """Greedy constrained outputs on ``samples``; metrics, baselines and per-sample records."""
     from tqdm import tqdm
 
+    from vla.evaluation.open_loop import decision_metrics
     from vla.model.generate import generate_decision
     from vla.traces import append_trace, decision_fields
 
@@ -81,19 +74,15 @@ def validate(loaded, samples, max_reasoning_tokens: int = 96, blank_images: bool
     records = []
     for sample in tqdm(samples, desc="validation", disable=not progress, leave=False):
         if blank_images:
-            sample = blanked(sample)
+            sample = {**sample, "images": blank_like(sample["images"])}
         gen = generate_decision(loaded, sample, max_reasoning_tokens=max_reasoning_tokens)
         row = {"sample_id": sample["sample_id"], "scenario": sample["scenario"],
                "parsed": gen.decision is not None}
         if gen.decision is not None:
-            written = gen.decision.meta_action
-            derived = derive_meta_action(gen.decision.trajectory, float(sample["ego_speed"]),
-                                         spec.hz)
-            lon_ok, lat_ok = is_consistent(written, derived)
-            label = MetaAction(sample["decision_lon"], sample["decision_lat"])
-            row.update(correct_lon=written.longitudinal == label.longitudinal,
-                       correct_lat=written.lateral == label.lateral,
-                       consistent_lon=lon_ok, consistent_lat=lat_ok,
+            d = decision_metrics(gen.decision, sample, spec.hz)
+            row.update(correct_lon=bool(d["accuracy_lon"]), correct_lat=bool(d["accuracy_lat"]),
+                       consistent_lon=bool(d["consistency_lon"]),
+                       consistent_lat=bool(d["consistency_lat"]),
                        **trajectory_errors(gen.decision.trajectory,
                                            np.asarray(sample["future"]), spec.hz))
         records.append(row)
@@ -114,8 +103,7 @@ def results_table(results: dict[str, dict], title: str):
     """A rich table: one row per model / baseline, the validation metrics as columns."""
     from rich.table import Table
 
-    columns = ("parse_rate", "decision_accuracy_lon", "decision_accuracy_lat", "consistency",
-               "ade_3s", "fde_3s", "ade", "fde")
+    columns = VALIDATION_COLUMNS
     table = Table(title=title)
     table.add_column("")
     for col in columns:

@@ -32,6 +32,19 @@ def displacement_errors(pred: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarra
             "heading_mean": head.mean(-1), "heading_max": head.max(-1)}
 
 
+def horizon_errors(pred: np.ndarray, gt: np.ndarray, hz: float,
+                   horizons_s: tuple[float, ...] = (1.0, 2.0, 3.0)) -> dict[str, float]:
+    """ADE / FDE over the whole horizon, and at each of ``horizons_s`` the L2 error *at* that
+    instant (``l2_at_Ns``, UniAD's convention) and averaged *up to* it (``l2_avg_Ns``, ST-P3's)."""
+    err = np.linalg.norm(np.asarray(pred)[:, :2] - np.asarray(gt)[:, :2], axis=-1)
+    out = {"ade": float(err.mean()), "fde": float(err[-1])}
+    for h in horizons_s:
+        n = int(round(h * hz))
+        out[f"l2_at_{h:.0f}s"] = float(err[n - 1])
+        out[f"l2_avg_{h:.0f}s"] = float(err[:n].mean())
+    return out
+
+
 def kinematics(trajectory: np.ndarray, ego: EgoState, hz: float) -> dict[str, np.ndarray]:
     """Longitudinal acceleration, longitudinal jerk and lateral acceleration at t0 .. T."""
     dt = 1.0 / hz
