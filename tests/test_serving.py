@@ -170,3 +170,25 @@ def test_open_loop_through_the_endpoint(server, tiny_model_dir, samples):
                                 10.0, k=2, shortcut=False, progress=False)
     assert result["samples"] == 2 and result["model"]["parsed"] == 1.0
     assert "min_ade_2" in result["model"] and "shortcut" not in result
+
+
+def test_closed_loop_episode_driven_by_the_served_model(server, tiny_model_dir, tmp_path):
+    """The tiny model drives a short episode through the endpoint; every decision is traced."""
+    from vla.evaluation import closed_loop as cl
+    from vla.evaluation.scenarios import ScenarioEntry, ScenarioSet
+
+    sset = ScenarioSet("t", (ScenarioEntry("lead_brake", traffic=6, seeds=(1016164991,)),),
+                       duration_s=10.0)
+    planner = cl.ModelPlanner(cl.endpoint_generator(_client(server, tiny_model_dir)))
+    result = cl.evaluate_closed_loop([planner], cl.ClosedLoopConfig(sset), episodes=1, seed=0,
+                                     trace_path=tmp_path / "t.jsonl", progress=False)
+    model = result["per_episode"]["model"][0]
+    assert model["decisions"] > 0 and model["parse_rate"] == 1.0
+    assert 0.0 <= model["pdms"] <= 1.0 and model["collision"] in (0, 1)
+    records = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    decisions = [r for r in records if r["kind"] == "closed_loop" and r["planner"] == "model"]
+    assert len(decisions) == model["decisions"]
+    assert all(r["parsed"] and r["raw_output"] for r in decisions)
+    matched = [r["decision_matched"] for r in decisions if r["decision_matched"] is not None]
+    if matched:
+        assert model["decision_match_rate"] == pytest.approx(np.mean(matched), abs=1e-4)

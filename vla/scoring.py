@@ -86,7 +86,7 @@ def first_collision(trajectory: np.ndarray, cache, hz: float = 10.0,
     return None, None
 
 
-def _project(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def project_to_polyline(points: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each point (N, 2) onto a polyline (M, 2): its distance to the line and the arc length
     of its projection, measured from the line's first vertex."""
     a, b = line[:-1], line[1:]
@@ -113,14 +113,14 @@ def off_road(trajectory: np.ndarray, cache, margin_m: float = 0.5) -> bool:
     pts = pts[np.linalg.norm(pts, axis=1) <= reach - COVERAGE_MARGIN_M]
     inside = np.zeros(len(pts), dtype=bool)
     for lane in lanes:
-        dist, _ = _project(pts, np.asarray(lane["centerline"], float))
+        dist, _ = project_to_polyline(pts, np.asarray(lane["centerline"], float))
         inside |= dist <= lane["width"] / 2 + margin_m
     return not bool(inside.all())
 
 
 def _arc_position(point: np.ndarray, line: np.ndarray) -> float:
     """Arc length along ``line`` of the projection of ``point``."""
-    return float(_project(np.asarray(point, float)[None], line)[1][0])
+    return float(project_to_polyline(np.asarray(point, float)[None], line)[1][0])
 
 
 def progress_ratio(trajectory: np.ndarray, expert: np.ndarray, cache,

@@ -1,10 +1,74 @@
 """Trace records: one JSON object per model decision, appended to a JSONL file.
 
-Fields common to every record: ``kind`` (predict, rollout, grpo, eval), ``time``,
-``sample_id``, ``model``, ``raw_output``, ``parsed`` (bool), ``error`` ({kind, message}
-or null), ``decision`` (reasoning, meta_action, trajectory_ids, trajectory) or null,
-``derived_meta_action`` (the deriver on the decoded trajectory) or null,
-``label`` (the sample's decision, when known), ``tokens`` and ``seconds``.
+One schema for every kind. A trace file is UTF-8 JSON Lines: one object per line, appended
+by :func:`append_trace` (which adds ``time``); a line torn by a killed writer is the only
+malformed line a reader may meet (``vla traces`` reports it as ``file:line``). A record's
+id in ``vla traces`` is its line number in the file.
+
+Fields every record has:
+
+``kind``
+    ``predict`` (``vla predict``, vla/predict.py), ``rollout`` (``vla rollout``,
+    vla/serving/rollout.py), ``grpo`` (GRPO's rollouts, vla/rl/grpo.py), ``eval`` (validation
+    at the end of a training stage, vla/training/validate.py), ``closed_loop`` (one decision of
+    a closed-loop episode) or ``closed_loop_episode`` (the summary of one episode).
+``time``
+    Unix seconds when the record was written.
+
+Fields of a decision record (every kind but ``closed_loop_episode``):
+
+``sample_id``
+    The data-set row (``EEEEE-KKKK``: episode, keyframe) or, in closed loop,
+    ``<episode>@<t>``.
+``model``
+    The model directory or served model / adapter name.
+``raw_output``
+    The model's text. ``parsed`` (bool): it follows the output grammar.
+``error``
+    ``{kind, message}`` of the parse error (vla/model/parser.py), or null.
+``decision``
+    ``{reasoning, meta_action: {longitudinal, lateral}, trajectory_ids, trajectory}`` (the
+    trajectory as ``[[x, y, yaw], ...]`` at 10 Hz in the ego frame at t0, metres / radians),
+    or null when unparsable.
+``derived_meta_action``
+    ``{longitudinal, lateral}`` that vla/meta_action.py reads from the decoded trajectory,
+    or null. The written meta-action is *consistent* when :func:`vla.meta_action.is_consistent`
+    accepts the pair on both axes.
+``ade_m``
+    Average displacement error of the trajectory against the sample's logged future (m).
+``label``
+    The sample's labelled decision ``{longitudinal, lateral[, reasoning]}``, when known.
+``tokens`` / ``seconds``
+    ``{prompt, completion}`` token counts and the generation time.
+
+The fields ``raw_output`` .. ``ade_m`` are written by :func:`decision_fields`.
+
+Per kind:
+
+``rollout``
+    ``completion`` (index among the n samples of one request).
+``grpo``
+    ``step``, ``token_ids`` and ``rewards``: ``{total, error, format: {value}, consistency:
+    {value, longitudinal, lateral, derived: "lon, lat"}, trajectory: {value, ade_m, ...},
+    grounding: {value, named, critical}, reasoning: {value, ...}[, judge]}``. A ``grpo``
+    record carries ``raw_output`` and ``parsed`` but neither ``decision`` nor
+    ``derived_meta_action``: readers parse ``raw_output`` and take the derived meta-action and
+    the ADE from ``rewards``.
+``eval``
+    ``metrics``: ``{parsed, correct_lon, correct_lat, consistent_lon, consistent_lat, ade_3s,
+    ...}``.
+``closed_loop``
+    ``episode``, ``planner`` (``model``, ``expert`` or ``constant-velocity``), ``scenario``,
+    ``seed``, ``step``, ``t`` (s), the decision fields, ``executed_meta_action``
+    (``{longitudinal, lateral}`` or null), ``decision_matched`` (bool or null), ``images``
+    (PNG paths relative to the trace file's folder; may be absent) and ``trajectory_world``
+    (``[[x, y], ...]`` or null).
+``closed_loop_episode``
+    ``episode``, ``planner``, ``scenario``, ``seed``, ``metrics``: ``{collision, off_road,
+    progress, ttc_violations, comfort, pdms, decision_match_rate}`` and ``gif`` (a path
+    relative to the trace file's folder, or null).
+
+Optional everywhere: ``scenario`` (else looked up in the data set by ``sample_id``).
 """
 
 from __future__ import annotations
@@ -34,6 +98,29 @@ def read_traces(path: str | Path) -> list[dict]:
                 out.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{number}: not a JSON trace record ({exc})") from exc
+    return out
+
+
+TRACE_KINDS = ("predict", "rollout", "grpo", "eval", "closed_loop", "closed_loop_episode")
+
+
+def read_numbered(path: str | Path) -> list[tuple[int, dict]]:
+    """``(line number, record)`` for every non-blank line; a ``ValueError`` naming
+    ``file:line`` for a line that is not a JSON object (a torn or foreign line)."""
+    out = []
+    with Path(path).open(encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON trace record ({exc.msg} at "
+                                 f"column {exc.colno})") from exc
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{number}: not a trace record (a JSON "
+                                 f"{type(record).__name__}, expected an object)")
+            out.append((number, record))
     return out
 
 
@@ -80,8 +167,9 @@ def decision_fields(text: str, decision, error, sample: dict) -> dict:
     if decision is not None and decision.trajectory is not None:
         d = derive_meta_action(decision.trajectory, float(sample["ego_speed"]))
         derived = {"longitudinal": d.longitudinal, "lateral": d.lateral}
-        ade = round(float(displacement_errors(decision.trajectory,
-                                              np.asarray(sample["future"]))["ade"]), 3)
+        if sample.get("future") is not None:  # none in closed loop
+            ade = round(float(displacement_errors(decision.trajectory,
+                                                  np.asarray(sample["future"]))["ade"]), 3)
     return {"raw_output": text, "parsed": decision is not None,
             "error": None if error is None else {"kind": error.kind, "message": str(error)},
             "decision": None if decision is None else decision.to_json(),

@@ -116,27 +116,46 @@ def keyframe_labels(log: EpisodeLog, config: SampleConfig) -> dict[int, Label]:
     return dict(sorted(labels.items()))
 
 
+def observation(log: EpisodeLog, renderer: EpisodeRenderer, k0: int,
+                config: SampleConfig) -> dict:
+    """What the model sees at step ``k0``: camera images (frames oldest first), the ego
+    history in the ego frame at ``k0``, its speed / acceleration / yaw rate and the command.
+
+    The images are PNG parts (``{"bytes", "path"}``) as stored in the data set.
+    """
+    ego = log.ego_id
+    history = config.steps(config.history_s)
+    gap = config.steps(config.frame_gap_s)
+    if k0 < history:
+        raise ValueError(f"step {k0} has less than {config.history_s} s of history")
+    pose = log.state[ego, k0, :3]
+    frame_steps = [k0 - gap * (config.frames - 1 - f) for f in range(config.frames)]
+    images, names, times = [], [], []
+    for k in frame_steps:
+        images += [{"bytes": b, "path": None} for b in renderer.cameras_png(k)]
+        names += list(config.cameras)
+        times += [round((k - k0) * DT, 2)] * len(config.cameras)
+    past = log.state[ego, k0 - history:k0 + 1]
+    hist = np.concatenate([to_ego(past[:, :3], pose), past[:, 3:4]], axis=1)
+    yaw_rate = float((log.state[ego, k0, 2] - log.state[ego, k0 - 1, 2] + np.pi)
+                     % (2 * np.pi) - np.pi) / DT
+    return {"images": images, "camera_names": names, "frame_times": times,
+            "history": np.round(hist, 3).tolist(),
+            "ego_speed": float(log.state[ego, k0, 3]),
+            "ego_accel": float(log.state[ego, k0 - 1, 4]),
+            "ego_yaw_rate": yaw_rate, "command": log.route_turn}
+
+
 def episode_samples(log: EpisodeLog, episode_id: int, config: SampleConfig) -> list[dict]:
     """All samples of one episode, as rows ready for a ``datasets.Dataset``."""
     renderer = EpisodeRenderer(log, config)
     ego = log.ego_id
     horizon = config.steps(config.horizon_s)
-    history = config.steps(config.history_s)
-    gap = config.steps(config.frame_gap_s)
     rows = []
     for k0, label in keyframe_labels(log, config).items():
         pose = log.state[ego, k0, :3]
-        frame_steps = [k0 - gap * (config.frames - 1 - f) for f in range(config.frames)]
-        images, names, times = [], [], []
-        for k in frame_steps:
-            images += [{"bytes": b, "path": None} for b in renderer.cameras_png(k)]
-            names += list(config.cameras)
-            times += [round((k - k0) * DT, 2)] * len(config.cameras)
-        past = log.state[ego, k0 - history:k0 + 1]
-        hist = np.concatenate([to_ego(past[:, :3], pose), past[:, 3:4]], axis=1)
+        seen = observation(log, renderer, k0, config)
         future = unwrap_yaw(to_ego(log.state[ego, k0 + 1:k0 + horizon + 1, :3], pose))
-        yaw_rate = float((log.state[ego, k0, 2] - log.state[ego, k0 - 1, 2] + np.pi)
-                         % (2 * np.pi) - np.pi) / DT
         row = {
             "sample_id": f"{episode_id:05d}-{k0:04d}",
             "episode_id": episode_id,
@@ -144,16 +163,16 @@ def episode_samples(log: EpisodeLog, episode_id: int, config: SampleConfig) -> l
             "scenario": log.spec.event,
             "road": log.spec.road,
             "t0": round(k0 * DT, 2),
-            "images": images,
-            "camera_names": names,
-            "frame_times": times,
+            "images": seen["images"],
+            "camera_names": seen["camera_names"],
+            "frame_times": seen["frame_times"],
             "topdown": {"bytes": _png(renderer.topdown(k0)), "path": None} if config.topdown
             else None,
-            "history": np.round(hist, 3).tolist(),
-            "ego_speed": float(log.state[ego, k0, 3]),
-            "ego_accel": float(log.state[ego, k0 - 1, 4]),
-            "ego_yaw_rate": yaw_rate,
-            "command": log.route_turn,
+            "history": seen["history"],
+            "ego_speed": seen["ego_speed"],
+            "ego_accel": seen["ego_accel"],
+            "ego_yaw_rate": seen["ego_yaw_rate"],
+            "command": seen["command"],
             "future": np.round(future, 3).tolist(),
             "decision_lon": label.decision.longitudinal,
             "decision_lat": label.decision.lateral,

@@ -30,6 +30,30 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
+    c = ev_sub.add_parser("closed-loop", help="drive in highway-env: the model or a built-in "
+                                              "planner, scored by the simulator")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a vla model directory (transformers)")
+    src.add_argument("--endpoint", help="URL of a vLLM server of a vla model")
+    src.add_argument("--planner", choices=("expert", "constant-velocity"),
+                     help="a built-in planner")
+    c.add_argument("--adapter", help="with --model: a LoRA adapter to merge")
+    c.add_argument("--model-dir", help="with --endpoint: the served model's directory")
+    c.add_argument("--served-name", default=None, help="with --endpoint: model name to ask for")
+    c.add_argument("--scenarios", required=True, help="a scenario set (YAML), e.g. "
+                                                      "eval/scenarios/demo.yaml")
+    c.add_argument("--episodes", type=int, default=4)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--baselines", action="store_true",
+                   help="also drive constant-velocity (the expert always drives: it is the "
+                        "progress reference)")
+    c.add_argument("--data", help="a data set whose camera settings the model was trained on "
+                                  "(default: the data recipe's defaults)")
+    c.add_argument("--traces", help="append closed_loop trace records to this JSONL file")
+    c.add_argument("--gif", action="store_true", help="with --traces: a top-down GIF per episode")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=run_closed_loop)
+
 
 def run(args: argparse.Namespace) -> int:
     from vla.data.build import load_dataset_dir
@@ -84,3 +108,73 @@ def _print(result: dict, k: int) -> None:
         per.add_row(s, str(m["samples"]), *(f"{m.get(c, float('nan')):.3f}" for c in
                                             ("ade", "l2_avg_3s", "collision", "consistency")))
     console.print(per)
+
+
+def closed_loop_planners(args: argparse.Namespace) -> list:
+    from vla.evaluation import closed_loop as cl
+
+    planners = []
+    if args.model:
+        from vla.model.loading import load_model_dir
+
+        planners.append(cl.ModelPlanner(cl.transformers_generator(
+            load_model_dir(args.model, adapter=args.adapter))))
+    elif args.endpoint:
+        if not args.model_dir:
+            raise SystemExit("--endpoint needs --model-dir (the served model's directory)")
+        from vla.serving.client import VLAClient
+
+        client = VLAClient.for_model_dir(args.endpoint, args.served_name or args.model_dir,
+                                         args.model_dir)
+        planners.append(cl.ModelPlanner(cl.endpoint_generator(client)))
+    elif args.planner == "constant-velocity":
+        planners.append(cl.ConstantVelocityPlanner())
+    if args.baselines and not any(p.name == "constant-velocity" for p in planners):
+        planners.append(cl.ConstantVelocityPlanner())
+    return planners
+
+
+def run_closed_loop(args: argparse.Namespace) -> int:
+    from vla.data.samples import SampleConfig
+    from vla.evaluation.closed_loop import ClosedLoopConfig, evaluate_closed_loop
+    from vla.evaluation.scenarios import load_scenario_set
+
+    try:
+        scenarios = load_scenario_set(args.scenarios)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"vla eval closed-loop: {exc}") from None
+    sample = SampleConfig()
+    if args.data:
+        from vla.data.build import load_dataset_dir
+
+        _, meta = load_dataset_dir(args.data)
+        sample = SampleConfig(**meta["config"]["samples"])
+    config = ClosedLoopConfig(scenarios, sample=sample, gif=args.gif)
+    result = evaluate_closed_loop(closed_loop_planners(args), config, args.episodes, args.seed,
+                                  trace_path=args.traces, progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print_closed_loop(result)
+    return 0
+
+
+CLOSED_LOOP_COLUMNS = ("episodes", "collision_rate", "off_road_rate", "progress",
+                       "ttc_violation_rate", "comfort_rate", "pdms", "decision_match_rate",
+                       "parse_rate")
+
+
+def print_closed_loop(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"closed loop: {result['scenario_set']}, {result['episodes']} episodes, "
+                        f"seed {result['seed']}")
+    table.add_column("planner")
+    for c in CLOSED_LOOP_COLUMNS:
+        table.add_column(c.replace("_", " "), justify="right")
+    for name, m in result["planners"].items():
+        table.add_row(name, *("–" if m.get(c) is None else
+                              (str(m[c]) if c == "episodes" else f"{m[c]:.3f}")
+                              for c in CLOSED_LOOP_COLUMNS))
+    Console(width=200).print(table)

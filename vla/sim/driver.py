@@ -96,3 +96,15 @@ class RecordingIDMVehicle(IDMVehicle):
                 if d < best_d:
                     best, best_d = other, d
         return best
+
+
+class TrackedVehicle(RecordingIDMVehicle):
+    """The ego of a closed-loop run: the recording driver until ``controls`` is set, then
+    exactly those controls (steering, acceleration) at every step."""
+
+    controls: dict | None = None
+
+    def act(self, action=None):
+        if self.controls is None:
+            return super().act(action)
+        Vehicle.act(self, dict(self.controls))

@@ -59,76 +59,99 @@ def _route_turn(road, ego) -> str:
     return "go_straight"
 
 
+class EpisodeRecorder:
+    """Logs every vehicle and object of a road at chosen steps into :class:`EpisodeLog` arrays.
+
+    Agents get ids in the order they are first seen (the ego first). ``log(k)`` returns the
+    log of steps 0..k, so that a closed-loop run can render cameras and read the history
+    while the episode is still going.
+    """
+
+    def __init__(self, spec: ScenarioSpec, seed: int, road, ego, steps: int):
+        self.spec, self.seed, self.road, self.ego, self.steps = spec, seed, road, ego, steps
+        self._ids: dict[int, int] = {}
+        self._rows: dict[int, list] = {}
+        self._lane_rows: dict[int, list] = {}
+        self._sizes: dict[int, tuple] = {}
+        self._kinds: dict[int, str] = {}
+        self.route_turn = _route_turn(road, ego)
+        self.lanes = _lanes(road)
+        self._agent_id(ego)
+
+    def _agent_id(self, obj) -> int:
+        key = id(obj)
+        if key not in self._ids:
+            a = self._ids[key] = len(self._ids)
+            self._sizes[a] = (float(obj.LENGTH), float(obj.WIDTH))
+            self._kinds[a] = "car" if hasattr(obj, "target_speed") else "stopped_vehicle"
+            self._rows[a] = [None] * (self.steps + 1)
+            self._lane_rows[a] = [None] * (self.steps + 1)
+        return self._ids[key]
+
+    def snapshot(self, k: int) -> None:
+        for obj in list(self.road.vehicles) + list(self.road.objects):
+            a = self._agent_id(obj)
+            acc = float(getattr(obj, "action", {}).get("acceleration", 0.0)) \
+                if hasattr(obj, "action") else 0.0
+            x, y = _world(obj.position)
+            self._rows[a][k] = (x, y, -float(obj.heading), float(obj.speed), acc)
+            self._lane_rows[a][k] = getattr(obj, "lane_index", None)
+
+    def log(self, last_step: int | None = None) -> EpisodeLog:
+        """The log of steps 0..``last_step`` (all steps when None)."""
+        n = self.steps if last_step is None else last_step
+        n_agents = len(self._ids)
+        state = np.full((n_agents, n + 1, 5), np.nan)
+        lane_of = np.empty((n_agents, n + 1), dtype=object)
+        for a in range(n_agents):
+            for k, row in enumerate(self._rows[a][:n + 1]):
+                if row is not None:
+                    state[a, k] = row
+                lane_of[a, k] = self._lane_rows[a][k]
+        records = getattr(self.ego, "records", [])
+        lane = self.road.network.get_lane(self.ego.lane_index)
+        return EpisodeLog(spec=self.spec, seed=self.seed, times=np.arange(n + 1) * DT,
+                          ids=list(range(n_agents)), ego_id=self._ids[id(self.ego)],
+                          state=state,
+                          size=np.array([self._sizes[a] for a in range(n_agents)]),
+                          kind=[self._kinds[a] for a in range(n_agents)], lane_of=lane_of,
+                          records=[_record_ids(r, self._ids) for r in records],
+                          lanes=self.lanes, route_turn=self.route_turn,
+                          speed_limit=float(lane.speed_limit or 30.0))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global ``random`` / ``numpy.random`` states, which parts of highway-env use."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+
+
 def run_episode(spec: ScenarioSpec, seed: int) -> EpisodeLog:
     """Simulate ``spec`` with ``seed``; raise :class:`EpisodeDropped` if the ego fails.
 
-    The global ``random`` / ``numpy.random`` states (which parts of highway-env use) are
-    seeded too, so an episode does not depend on which episodes ran before it.
+    The global random states are seeded too, so an episode does not depend on which
+    episodes ran before it.
     """
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
+    seed_everything(seed)
     env, ego, event = setup_scenario(spec, seed)
     road = env.road
     road.record_history = False
     steps = int(round(spec.duration_s / DT))
-    ids: dict[int, int] = {}
-    rows: dict[int, list] = {}
-    sizes: dict[int, tuple] = {}
-    kinds: dict[int, str] = {}
-    lane_rows: dict[int, list] = {}
+    recorder = EpisodeRecorder(spec, seed, road, ego, steps)
     offroad = 0
-    route_turn = _route_turn(road, ego)
-    lanes = _lanes(road)
-
-    def agent_id(obj) -> int:
-        key = id(obj)
-        if key not in ids:
-            ids[key] = len(ids)
-            sizes[ids[key]] = (float(obj.LENGTH), float(obj.WIDTH))
-            kinds[ids[key]] = "car" if hasattr(obj, "target_speed") else "stopped_vehicle"
-            rows[ids[key]] = [None] * (steps + 1)
-            lane_rows[ids[key]] = [None] * (steps + 1)
-        return ids[key]
-
-    def snapshot(k: int) -> None:
-        for obj in list(road.vehicles) + list(road.objects):
-            a = agent_id(obj)
-            acc = float(getattr(obj, "action", {}).get("acceleration", 0.0)) \
-                if hasattr(obj, "action") else 0.0
-            x, y = _world(obj.position)
-            rows[a][k] = (x, y, -float(obj.heading), float(obj.speed), acc)
-            lane_rows[a][k] = getattr(obj, "lane_index", None)
-
-    agent_id(ego)
-    snapshot(0)
+    recorder.snapshot(0)
     for k in range(1, steps + 1):
         event(k * DT)
         road.act()
         road.step(DT)
-        snapshot(k)
+        recorder.snapshot(k)
         if ego.crashed:
             raise EpisodeDropped("crash")
         offroad = 0 if ego.on_road else offroad + 1
         if offroad > OFFROAD_GRACE_STEPS:
             raise EpisodeDropped("offroad")
-
-    n_agents = len(ids)
-    state = np.full((n_agents, steps + 1, 5), np.nan)
-    lane_of = np.empty((n_agents, steps + 1), dtype=object)
-    for a in range(n_agents):
-        for k, row in enumerate(rows[a]):
-            if row is not None:
-                state[a, k] = row
-            lane_of[a, k] = lane_rows[a][k]
-    # the accel logged for step k is the command applied from k to k+1; align to the state
-    records = [_record_ids(r, ids) for r in ego.records]
-    speed_limit = float(road.network.get_lane(ego.lane_index).speed_limit or 30.0)
-    return EpisodeLog(spec=spec, seed=seed, times=np.arange(steps + 1) * DT,
-                      ids=list(range(n_agents)), ego_id=ids[id(ego)], state=state,
-                      size=np.array([sizes[a] for a in range(n_agents)]),
-                      kind=[kinds[a] for a in range(n_agents)], lane_of=lane_of,
-                      records=records, lanes=lanes, route_turn=route_turn,
-                      speed_limit=speed_limit)
+    # the accel logged for step k is the command applied from k to k+1
+    return recorder.log()
 
 
 def _record_ids(record: dict, ids: dict[int, int]) -> dict:
