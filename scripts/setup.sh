@@ -13,6 +13,9 @@
 #             `vllm` console script works and selects the CPU platform.
 #   cuda : the ordinary vllm 0.32.0 wheel and the CUDA torch it requires.
 #
+# Also installs Debian's `chromium` (apt-get) when /usr/bin/chromium is missing: the trace
+# viewer's browser test drives it through Playwright.
+#
 # Idempotent: a stamp records the hash of everything that decides the install; when
 # it matches and the environment imports, the script exits in seconds.
 set -euo pipefail
@@ -53,6 +56,39 @@ stamp_value() {
   } | sha256sum | cut -d' ' -f1
 }
 WANT="$(stamp_value)"
+
+# Debian's Chromium, for the trace viewer's browser test (Playwright drives /usr/bin/chromium;
+# Playwright's own browsers are never downloaded). Checked on every run, also when the Python
+# environment is up to date. VLA_SKIP_CHROMIUM=1 skips it; a failure only warns (the browser
+# test then skips and says why).
+ensure_chromium() {
+  [[ -x /usr/bin/chromium ]] && return 0
+  if [[ "${VLA_SKIP_CHROMIUM:-0}" == 1 ]]; then log "chromium: skipped (VLA_SKIP_CHROMIUM=1)"; return 0; fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "WARNING: /usr/bin/chromium is missing and there is no apt-get: install Chromium for the browser test"
+    return 0
+  fi
+  local sudo=()
+  if [[ "$(id -u)" != 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      log "WARNING: /usr/bin/chromium is missing; run: sudo apt-get install --no-install-recommends chromium"
+      return 0
+    fi
+  fi
+  log "installing Debian's chromium (apt-get) for the trace viewer's browser test"
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
+  if ! "${apt[@]}" install -y -qq --no-install-recommends chromium >/dev/null 2>&1; then
+    "${apt[@]}" update -qq >/dev/null 2>&1 || true
+    if ! "${apt[@]}" install -y -qq --no-install-recommends chromium >/dev/null 2>&1; then
+      log "WARNING: apt-get could not install chromium; the browser test will be skipped"
+      return 0
+    fi
+  fi
+  log "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo installed)"
+}
+ensure_chromium
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]] &&
    "$VENV/bin/python" -c 'import vla' >/dev/null 2>&1; then

@@ -123,7 +123,8 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vla.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=Path(args.out), scale=args.scale, episodes=args.episodes))
+    run_demo(DemoConfig(out=Path(args.out), scale=args.scale, episodes=args.episodes,
+                        grpo_steps=args.grpo_steps))
     return 0
 
 
@@ -212,10 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(sub)
 
-    p = sub.add_parser("demo", help="run the main pipeline on the tiny preset")
+    from vla.trace_tools.cli import add_parser as add_traces_parser
+
+    add_traces_parser(sub)
+
+    p = sub.add_parser("demo", help="the whole pipeline: data, model, stage 1, LoRA SFT, vLLM, "
+                                    "GRPO, open- and closed-loop evaluation, trace report")
     p.add_argument("--scale", default="tiny", choices=["tiny", "small"])
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--episodes", type=int, default=16, help="simulated episodes for the data")
+    p.add_argument("--episodes", type=int, default=60, help="simulated episodes for the data")
+    p.add_argument("--grpo-steps", type=int, default=16)
     p.set_defaults(func=_cmd_demo)
     return parser
 
