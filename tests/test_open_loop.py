@@ -39,14 +39,26 @@ def test_open_loop_reports_model_baselines_scenarios_and_shortcuts(tiny_model_di
     from vla.model.loading import load_model_dir
 
     loaded = load_model_dir(tiny_model_dir)
-    result = evaluate_open_loop(transformers_decider(loaded, max_reasoning_tokens=16), scenes,
-                                10.0, k=2, progress=False)
+    decide = transformers_decider(loaded, max_reasoning_tokens=16)
+    sampled = {}
+
+    def recording(sample, n, temperature):  # the real model; keeps what it sampled
+        out = decide(sample, n, temperature)
+        if temperature > 0:
+            sampled[sample["sample_id"]] = out
+        return out
+
+    result = evaluate_open_loop(recording, scenes, 10.0, k=2, progress=False, temperature=0.5)
     assert result["samples"] == 3
     model = result["model"]
     assert model["parsed"] == 1.0  # constrained decoding
     assert {"l2_at_3s", "l2_avg_3s", "min_ade_2", "collision", "off_road", "consistency",
             "grounding", "accuracy_lon"} <= set(model)
     assert model["min_ade_2"] >= 0
+    means = [trajectory_metrics(np.mean([d.trajectory for d in sampled[s["sample_id"]]], 0), s,
+                                10.0)["l2_avg_3s"] for s in scenes]
+    assert result["model_mean_k"]["l2_avg_3s"] == pytest.approx(np.mean(means), abs=1e-4)
+    assert result["temperature"] == 0.5
     expert = result["baselines"]["expert"]
     assert expert["ade"] == 0.0 and expert["collision"] == 0.0 and expert["off_road"] == 0.0
     cv = np.mean([trajectory_metrics(constant_velocity(ego_state_of(s)), s, 10.0)["ade"]

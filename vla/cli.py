@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="tiny", choices=["tiny", "small"])
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--episodes", type=int, default=60, help="simulated episodes for the data")
-    p.add_argument("--grpo-steps", type=int, default=16)
+    p.add_argument("--grpo-steps", type=int, default=24)
     p.set_defaults(func=_cmd_demo)
     return parser
 

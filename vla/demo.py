@@ -1,20 +1,23 @@
-"""The main job, ``vla demo``: run every pipeline stage that exists, on the tiny preset.
+"""The main job, ``vla demo``: the whole pipeline on a CPU, each stage resumable.
 
-Stages today (training, GRPO and evaluation join as they are built):
+1. ``data``        build a driving-scene data set with highway-env (60 episodes);
+2. ``model``       build the tiny Qwen2.5-VL with random weights and fit the trajectory codec;
+3. ``stage1``      full fine-tuning on the scenes (reasoning, meta-action, trajectory tokens);
+4. ``stage2``      LoRA SFT on the stage-1 base, validated on the test split (``consistency_sft``);
+5. ``serve``       start vLLM's OpenAI-compatible server on 127.0.0.1 with LoRA enabled and check
+                   it against transformers (same prompt tokens, same first-token log-probability);
+6. ``grpo``        GRPO from the SFT adapter, rollouts from that server, adapters swapped into it;
+                   the final adapter validated on the same test samples (``consistency_grpo``);
+7. ``open_loop``   open-loop evaluation of the GRPO policy through the endpoint on the test
+                   split, with baselines: the greedy output (``ade_3s_model``) and the mean
+                   of 16 samples at T = 0.5 (``ade_3s_model_mean_k``);
+8. ``closed_loop`` the GRPO policy, the expert and constant velocity drive the scenario set
+                   ``eval/scenarios/demo.yaml`` in highway-env;
+9. ``report``      the HTML trace report of the closed-loop decisions.
 
-1. ``data``     build a small driving-scene data set with highway-env (skipped when a
-                complete one is there);
-2. ``model``    build the tiny Qwen2.5-VL with random weights, fit the trajectory codec
-                on the data set's train split, train the tokenizer (skipped when done);
-3. ``predict``  transformers generation under the output grammar on one test sample;
-4. ``serve``    start vLLM's OpenAI-compatible server on 127.0.0.1, check it against
-                transformers (same prompt tokens, same first-token log-probability),
-                then batched rollouts (n samples per test sample, the same grammar)
-                written as trace records — resumed, not redone, on a re-run — and stop.
-
-Each stage's wall time is printed as it finishes and written, with what it measured, to
-``<out>/summary.json``. The model has random weights: the point is that every stage
-runs and that every output parses, not what the model says.
+Every stage writes its product atomically or records completion last; a re-run reuses what
+is complete and redoes what is not (the server is only started when a stage needs it).
+Stage timings are printed as they finish; ``<out>/summary.json`` holds the headline numbers.
 """
 
 from __future__ import annotations
@@ -30,32 +33,71 @@ from rich.table import Table
 from vla.data.build import BuildConfig, build_dataset, is_complete, load_dataset_dir
 from vla.model.build import init_model, is_saved_model
 from vla.model.presets import get_preset
-from vla.predict import predict_record
-from vla.serving.client import VLAClient
-from vla.serving.rollout import run_rollouts
-from vla.serving.vllm_server import ServerConfig, VLLMServer
-from vla.stack_check import hf_forward, query_server, synthetic_camera_images
-from vla.traces import read_traces
 
 LOGPROB_TOLERANCE = 1e-3
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "eval" / "scenarios" / "demo.yaml"
+STAGE_CONFIGS = ROOT / "train" / "configs"
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     out: Path = Path("runs/demo")
     scale: str = "tiny"
-    episodes: int = 16
-    rollout_samples: int = 12
-    n: int = 4
+    episodes: int = 60
     workers: int = 2
+    grpo_steps: int = 24
+    eval_samples: int = 102  # test samples for the validations (the whole test split here)
+    open_loop_samples: int = 102
+    open_loop_k: int = 16
+    open_loop_temperature: float = 0.5
+    closed_loop_episodes: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
         get_preset(self.scale)  # raises on an unknown preset
         if self.episodes < 3:
             raise ValueError(f"episodes must be >= 3, got {self.episodes}")
-        if self.n < 1 or self.rollout_samples < 1:
-            raise ValueError("n and rollout_samples must be >= 1")
+        for name in ("grpo_steps", "eval_samples", "open_loop_samples", "closed_loop_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
+
+
+class _Stages:
+    """Wall time of each stage in this run, and of the run that last built it."""
+
+    def __init__(self, console: Console, built_before: dict):
+        self.console, self.seconds, self.built = console, {}, dict(built_before)
+
+    def finish(self, stage: str, start: float, note: str, built: bool = True) -> None:
+        self.seconds[stage] = round(time.perf_counter() - start, 1)
+        if built:
+            self.built[stage] = self.seconds[stage]
+        self.console.print(f"[bold green]✓[/] {stage:<11} {self.seconds[stage]:7.1f} s  {note}")
+
+
+def _stage_config(name: str, scale: str, **paths):
+    from vla.training.config import load_run_config
+
+    overrides = [f"{k}={v}" for k, v in paths.items()]
+    path = STAGE_CONFIGS / f"{scale}_{name}.yaml"
+    if not path.is_file():  # a preset without its own settings trains with the tiny ones
+        path = STAGE_CONFIGS / f"tiny_{name}.yaml"
+    return load_run_config(path, overrides)
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
@@ -64,92 +106,238 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     data_dir, model_dir = out / "data", out / "model"
-    traces = out / "traces"
-    stage_seconds: dict[str, float] = {}
-    summary: dict = {"scale": config.scale,
-                     "stages_implemented": ["data", "model", "predict", "serve"]}
-
-    def finish(stage: str, start: float, note: str) -> None:
-        stage_seconds[stage] = round(time.perf_counter() - start, 2)
-        console.print(f"[bold green]✓[/] {stage:<8} {stage_seconds[stage]:7.1f} s  {note}")
+    stage1_dir, stage2_dir, grpo_dir = out / "stage1", out / "stage2", out / "grpo"
+    eval_dir, traces = out / "eval", out / "traces"
+    previous = _read_json(out / "summary.json") or {}
+    stages = _Stages(console, previous.get("stage_seconds_when_built", {}))
+    summary: dict = {"scale": config.scale}
 
     start = time.perf_counter()
-    if is_complete(data_dir):
-        note = f"reused {data_dir}"
-    else:
+    note = f"reused {data_dir}"
+    built = not is_complete(data_dir)
+    if built:
         build_dataset(BuildConfig(episodes=config.episodes, seed=0, workers=config.workers),
                       data_dir)
         note = f"built {data_dir}"
     dataset, data_meta = load_dataset_dir(data_dir)
-    summary["data"] = {k: data_meta[k] for k in ("samples", "episodes_kept",
-                                                 "dropped_episodes", "split_samples")}
-    finish("data", start, f"{note}: {data_meta['samples']} samples from "
-                          f"{data_meta['episodes_kept']} episodes")
+    summary["data"] = {k: data_meta[k] for k in ("samples", "episodes_kept", "split_samples")}
+    stages.finish("data", start, f"{note}: {data_meta['samples']} samples from "
+                                 f"{data_meta['episodes_kept']} episodes", built)
 
     start = time.perf_counter()
-    if is_saved_model(model_dir):
-        note = f"reused {model_dir}"
-    else:
+    note = f"reused {model_dir}"
+    built = not is_saved_model(model_dir)
+    if built:
         init_model(preset, model_dir, data_dir=data_dir)
         note = f"built {model_dir}"
     meta = json.loads((model_dir / "vla_model.json").read_text())
-    summary["model"] = {"dir": str(model_dir), **meta}
-    finish("model", start, f"{note} ({meta['parameters'] / 1e6:.1f} M parameters, "
-                           f"{meta['trajectory_tokens']} trajectory tokens from "
-                           f"{meta['codec']})")
+    stages.finish("model", start, f"{note} ({meta['parameters'] / 1e6:.1f} M parameters, "
+                                  f"codec {meta['codec']})", built)
+
+    from vla.training.run import finished_result, run_stage
 
     start = time.perf_counter()
-    record = predict_record(model_dir, data_dir, 0, split="test",
-                            trace_path=traces / "predict.jsonl")
-    summary["predict"] = {"parsed": record["parsed"], "ade_m": record["ade_m"],
-                          "tokens": record["tokens"], "seconds": record["seconds"]}
-    finish("predict", start, f"parsed={record['parsed']}, {record['tokens']['completion']} "
-                             f"tokens in {record['seconds']:.1f} s (transformers, constrained)")
+    s1_config = _stage_config("stage1", config.scale, model=model_dir, data=data_dir,
+                              out=stage1_dir, eval_samples=0)
+    built = finished_result(s1_config) is None
+    s1 = run_stage(s1_config, console)
+    stages.finish("stage1", start, f"{s1['global_step']} steps, full fine-tuning", built)
+    base = Path(s1["final"])
 
     start = time.perf_counter()
-    per_prompt = len(data_meta["cameras"]) * data_meta["frames"]
-    server = VLLMServer(ServerConfig(model=model_dir, served_model_name="vla-demo",
-                                     images_per_prompt=max(per_prompt, 2),
-                                     max_model_len=4096),
-                        log_path=out / "logs" / "vllm_server.log")
-    images = synthetic_camera_images(2, preset.image_side, preset.image_side)
-    forward = hf_forward(model_dir, images)
-    with server:
-        healthy_s = time.perf_counter() - start
-        reply = query_server(server.url, "vla-demo", images)
-        client = VLAClient.for_model_dir(server.url, "vla-demo", model_dir,
-                                         images_per_prompt=per_prompt)
-        rollout_file = traces / "rollouts.jsonl"
-        stats = run_rollouts(client, dataset["test"], n=config.n, out=rollout_file,
-                             limit=config.rollout_samples)
-    choice = reply["choices"][0]
-    first = choice["token_ids"][0]
-    server_lp = choice["logprobs"]["content"][0]["logprob"]
-    parity = (reply["prompt_token_ids"] == forward.prompt_ids
-              and abs(server_lp - forward.logprobs[first]) < LOGPROB_TOLERANCE)
-    records = read_traces(rollout_file)
-    parse_rate = sum(r["parsed"] for r in records) / max(len(records), 1)
-    summary["serve"] = {"healthy_seconds": round(healthy_s, 1), "parity": bool(parity),
-                        "rollouts": stats, "rollout_records": len(records),
-                        "parse_rate": round(parse_rate, 4)}
-    summary["parse_rate"] = round(parse_rate, 4)
-    finish("serve", start, f"healthy in {healthy_s:.0f} s; server and transformers "
-                           f"{'agree' if parity else 'DISAGREE'}; {len(records)} rollouts "
-                           f"({stats['skipped']} samples reused), parse rate {parse_rate:.3f}")
+    s2_config = _stage_config("stage2", config.scale, model=base, data=data_dir, out=stage2_dir,
+                              eval_samples=config.eval_samples)
+    built = finished_result(s2_config) is None
+    s2 = run_stage(s2_config, console)
+    sft = s2["validation"]["model"]
+    stages.finish("stage2", start, f"{s2['global_step']} LoRA steps; test: parse "
+                                   f"{sft['parse_rate']:.3f}, consistency {sft['consistency']:.3f}",
+                  built)
 
-    summary["stage_seconds"] = stage_seconds
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _print_table(console, summary)
-    if not parity:
-        raise RuntimeError(f"vLLM and transformers disagree: {summary['serve']}")
+    grpo_result = _read_json(grpo_dir / "result.json")
+    grpo_done = grpo_result is not None and grpo_result.get("steps") == config.grpo_steps
+    open_loop = _read_json(eval_dir / "open_loop.json")
+    closed_loop = _read_json(eval_dir / "closed_loop.json")
+    if grpo_done and open_loop is not None and closed_loop is not None:
+        for stage in ("serve", "grpo", "open_loop", "closed_loop"):
+            stages.finish(stage, time.perf_counter(), "reused", built=False)
+    else:
+        grpo_result, open_loop, closed_loop = _served_stages(
+            config, stages, console, dataset, data_meta, base, Path(s2["final"]), data_dir,
+            grpo_dir, eval_dir, traces, grpo_result if grpo_done else None, open_loop,
+            closed_loop)
+    policy = grpo_result["validation"]["model"]
+
+    start = time.perf_counter()
+    report = out / "report.html"
+    closed_traces = traces / "closed_loop.jsonl"
+    built = not report.is_file() or report.stat().st_mtime < closed_traces.stat().st_mtime
+    if built:
+        _write_report(closed_traces, data_dir, model_dir, report)
+    stages.finish("report", start, f"{'wrote' if built else 'reused'} {report}", built)
+
+    summary.update({
+        "parse_rate": policy["parse_rate"],
+        "decision_accuracy": {"longitudinal": policy["decision_accuracy_lon"],
+                              "lateral": policy["decision_accuracy_lat"],
+                              "both": policy["decision_accuracy"]},
+        "consistency_sft": sft["consistency"],
+        "consistency_grpo": policy["consistency"],
+        "ade_3s_model": open_loop["model"]["l2_avg_3s"],
+        "ade_3s_model_mean_k": open_loop["model_mean_k"]["l2_avg_3s"],
+        "mean_k": f"mean of {open_loop['k']} samples at temperature "
+                  f"{open_loop['temperature']}",
+        "ade_3s_constant_velocity": open_loop["baselines"]["constant-velocity"]["l2_avg_3s"],
+        "ade_3s_constant_acceleration":
+            open_loop["baselines"]["constant-acceleration"]["l2_avg_3s"],
+        "validation_samples": grpo_result["validation"]["samples"],
+        "open_loop": {"samples": open_loop["samples"], "model": open_loop["model"],
+                      "model_mean_k": open_loop["model_mean_k"],
+                      "baselines": open_loop["baselines"]},
+        "closed_loop": {name: {"collision_rate": m["collision_rate"], "pdms": m["pdms"],
+                               "progress": m["progress"],
+                               "decision_match_rate": m["decision_match_rate"]}
+                        for name, m in closed_loop["planners"].items()},
+        "stage_seconds": stages.seconds,
+        "stage_seconds_when_built": stages.built,
+        "report": str(report),
+    })
+    _write_json(out / "summary.json", summary)
+    _print_summary(console, summary)
     return summary
 
 
-def _print_table(console: Console, summary: dict) -> None:
-    table = Table(title="vla demo")
+def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapter, data_dir,
+                   grpo_dir, eval_dir, traces, grpo_result, open_loop, closed_loop):
+    """serve → grpo → open loop → closed loop, on one vLLM server with LoRA enabled."""
+    from vla.evaluation.closed_loop import (
+        ClosedLoopConfig,
+        ConstantVelocityPlanner,
+        ModelPlanner,
+        endpoint_generator,
+        evaluate_closed_loop,
+    )
+    from vla.evaluation.open_loop import endpoint_decider, evaluate_open_loop
+    from vla.evaluation.scenarios import load_scenario_set
+    from vla.rl.grpo import GRPOConfig, run_grpo, swap_adapter
+    from vla.serving.client import VLAClient
+    from vla.serving.vllm_server import ServerConfig, VLLMServer
+    from vla.stack_check import hf_forward, query_server, synthetic_camera_images
+
+    start = time.perf_counter()
+    per_prompt = len(data_meta["cameras"]) * data_meta["frames"]
+    server = VLLMServer(ServerConfig(model=base, served_model_name="vla-base", enable_lora=True,
+                                     images_per_prompt=max(per_prompt, 2), max_model_len=4096),
+                        log_path=config.out / "logs" / "vllm_server.log")
+    preset = get_preset(config.scale)
+    images = synthetic_camera_images(2, preset.image_side, preset.image_side)
+    forward = hf_forward(base, images)
+    with server:
+        reply = query_server(server.url, "vla-base", images)
+        choice = reply["choices"][0]
+        server_lp = choice["logprobs"]["content"][0]["logprob"]
+        parity = (reply["prompt_token_ids"] == forward.prompt_ids and
+                  abs(server_lp - forward.logprobs[choice["token_ids"][0]]) < LOGPROB_TOLERANCE)
+        if not parity:
+            raise RuntimeError("vLLM and transformers disagree on the stage-1 model's first "
+                               "token log-probability")
+        stages.finish("serve", start, f"{server.url}: server and transformers agree")
+
+        start = time.perf_counter()
+        grpo_cfg = GRPOConfig(base=str(base), adapter=str(sft_adapter), data=str(data_dir),
+                              out=str(grpo_dir), steps=config.grpo_steps, server_url=server.url,
+                              eval_samples=config.eval_samples,
+                              **_grpo_settings(config.scale))
+        grpo_built = grpo_result is None
+        if grpo_built:
+            grpo_result = run_grpo(grpo_cfg, console)
+        log = grpo_result.get("log") or []
+        policy = grpo_result["validation"]["model"]
+        stages.finish("grpo", start, f"{config.grpo_steps} steps; test consistency "
+                                     f"{policy['consistency']:.3f}"
+                      + (f", last step reward {log[-1]['reward']:.3f}" if log else ""),
+                      grpo_built)
+
+        name = "vla-policy"
+        swap_adapter(server.url, name, Path(grpo_result["adapter"]), None)
+        client = VLAClient.for_model_dir(server.url, name, base, images_per_prompt=per_prompt)
+        start = time.perf_counter()
+        open_loop_built = open_loop is None
+        if open_loop_built:
+            test = dataset["test"]
+            samples = test.select(range(min(config.open_loop_samples, len(test))))
+            open_loop = evaluate_open_loop(endpoint_decider(client), samples, 10.0,
+                                           k=config.open_loop_k, shortcut=False,
+                                           concurrency=8,
+                                           temperature=config.open_loop_temperature)
+            _write_json(eval_dir / "open_loop.json", open_loop)
+        stages.finish("open_loop", start, f"{open_loop['samples']} test samples: ADE@3s "
+                                          f"greedy {open_loop['model']['l2_avg_3s']:.3f} m, "
+                                          f"mean of {open_loop['k']} "
+                                          f"{open_loop['model_mean_k']['l2_avg_3s']:.3f} m",
+                      open_loop_built)
+
+        start = time.perf_counter()
+        closed_loop_built = closed_loop is None
+        if closed_loop_built:
+            trace_path = traces / "closed_loop.jsonl"
+            trace_path.unlink(missing_ok=True)
+            cl_config = ClosedLoopConfig(load_scenario_set(SCENARIOS), gif=True)
+            planners = [ModelPlanner(endpoint_generator(client)), ConstantVelocityPlanner()]
+            closed_loop = evaluate_closed_loop(planners, cl_config, config.closed_loop_episodes,
+                                               seed=0, trace_path=trace_path)
+            _write_json(eval_dir / "closed_loop.json", closed_loop)
+        pdms = {n: m["pdms"] for n, m in closed_loop["planners"].items()}
+        stages.finish("closed_loop", start, f"{closed_loop['episodes']} episodes; PDMS " +
+                      ", ".join(f"{n} {v:.3f}" for n, v in pdms.items()), closed_loop_built)
+    return grpo_result, open_loop, closed_loop
+
+
+def _grpo_settings(scale: str) -> dict:
+    import yaml
+
+    path = STAGE_CONFIGS / f"{scale}_grpo.yaml"
+    if not path.is_file():
+        path = STAGE_CONFIGS / "tiny_grpo.yaml"
+    values = yaml.safe_load(path.read_text())
+    return {k: v for k, v in values.items()
+            if k not in ("base", "adapter", "data", "out", "steps", "server_url",
+                         "eval_samples")}
+
+
+def _write_report(trace_file: Path, data_dir: Path, model_dir: Path, out: Path) -> None:
+    from vla.cli import main
+
+    main(["traces", "report", str(trace_file), "--data", str(data_dir), "--out", str(out)])
+
+
+def _print_summary(console: Console, summary: dict) -> None:
+    table = Table(title="vla demo: stage times")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     for stage, seconds in summary["stage_seconds"].items():
         table.add_row(stage, f"{seconds:.1f}")
+    table.add_row("total", f"{sum(summary['stage_seconds'].values()):.1f}")
     console.print(table)
-    console.print(f"parse rate of the vLLM rollouts: {summary['parse_rate']:.3f}")
+    head = Table(title=f"test split ({summary['validation_samples']} samples, constrained "
+                       f"decoding)")
+    for c in ("", "parse rate", "decision acc. lon / lat", "consistency", "ADE@3s (m)"):
+        head.add_column(c, justify="right")
+    acc = summary["decision_accuracy"]
+    head.add_row("SFT", "", "", f"{summary['consistency_sft']:.3f}", "")
+    head.add_row("GRPO, greedy", f"{summary['parse_rate']:.3f}",
+                 f"{acc['longitudinal']:.3f} / {acc['lateral']:.3f}",
+                 f"{summary['consistency_grpo']:.3f}", f"{summary['ade_3s_model']:.3f}")
+    head.add_row(f"GRPO, {summary['mean_k']}", "", "", "", f"{summary['ade_3s_model_mean_k']:.3f}")
+    head.add_row("constant velocity", "", "", "", f"{summary['ade_3s_constant_velocity']:.3f}")
+    head.add_row("constant acceleration", "", "", "",
+                 f"{summary['ade_3s_constant_acceleration']:.3f}")
+    console.print(head)
+    cl = Table(title="closed loop (eval/scenarios/demo.yaml)")
+    for c in ("planner", "collision rate", "PDMS", "progress", "decision match"):
+        cl.add_column(c, justify="right")
+    for name, m in summary["closed_loop"].items():
+        cl.add_row(name, *("–" if m[k] is None else f"{m[k]:.3f}" for k in
+                           ("collision_rate", "pdms", "progress", "decision_match_rate")))
+    console.print(cl)
+    console.print(f"report: {summary['report']}")

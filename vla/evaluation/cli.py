@@ -24,9 +24,13 @@ def add_parser(sub) -> None:
     p.add_argument("--served-name", default=None, help="with --endpoint: model name to ask for")
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="test")
-    p.add_argument("--k", type=int, default=6, help="samples per scene for minADE (0: none)")
+    p.add_argument("--k", type=int, default=6,
+                   help="samples per scene for minADE and the mean-of-k trajectory (0: none)")
+    p.add_argument("--temperature", type=float, default=1.0, help="of the k samples")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
     p.add_argument("--no-shortcut", action="store_true", help="skip the ego-shortcut runs")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="samples in flight at once (default: 8 with --endpoint, 1 with --model)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -76,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         name = args.served_name or args.model_dir
         client = VLAClient.for_model_dir(args.endpoint, name, args.model_dir)
         decide, codec = endpoint_decider(client), load_codec_of(args.model_dir)
+    concurrency = args.concurrency or (8 if args.endpoint else 1)
     result = evaluate_open_loop(decide, samples, codec.spec.hz, k=args.k,
-                                shortcut=not args.no_shortcut, progress=not args.json)
+                                shortcut=not args.no_shortcut, progress=not args.json,
+                                concurrency=concurrency, temperature=args.temperature)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -96,7 +102,10 @@ def _print(result: dict, k: int) -> None:
     table.add_column("")
     for c in columns:
         table.add_column(c.replace("_", " "), justify="right")
-    rows = {"model": result["model"], **result["baselines"],
+    rows = {"model": result["model"],
+            **({f"model, mean of {k} (T={result['temperature']})": result["model_mean_k"]}
+               if "model_mean_k" in result else {}),
+            **result["baselines"],
             **{f"model, {n}": m for n, m in result.get("shortcut", {}).items()}}
     for name, m in rows.items():
         table.add_row(name, *("–" if m.get(c) is None else f"{m[c]:.3f}" for c in columns))

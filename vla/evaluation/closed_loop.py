@@ -93,7 +93,7 @@ class ModelPlanner:
 
 def endpoint_generator(client) -> Callable[[dict], tuple]:
     def generate(sample):
-        c = client.decide_sync(sample, n=1, temperature=0.0, seed=0).completions[0]
+        c = client.decide_sync(sample, n=1, temperature=0.0).completions[0]  # greedy: no seed
         return c.text, c.decision, c.error
     return generate
 

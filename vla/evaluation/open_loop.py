@@ -10,6 +10,12 @@ minADE). Reported, over the samples and per scenario type:
 - parse rate, decision accuracy per axis, consistency (written vs derived meta-action) and
   causal grounding (the share of labelled critical components the reasoning names).
 
+``model, mean of k``: the same k samples (drawn at ``temperature``) averaged point by point
+into one trajectory. The mean is the L2-optimal point estimate under the model's own
+distribution, where the greedy trajectory is its mode per token; a lower temperature
+sharpens an undertrained model's distribution before averaging. Its text is not one of the
+samples', so it has no decision metrics.
+
 Baselines in the same table: constant velocity, constant acceleration, and the expert (the
 logged future, i.e. the simulator's driver). The ego-shortcut diagnostic re-runs the greedy
 output with the ego history removed (every row set to the current pose and speed), perturbed
@@ -74,48 +80,80 @@ def swapped_command(sample: dict) -> dict:
     return {**sample, "command": others[zlib.crc32(sample["sample_id"].encode()) % len(others)]}
 
 
+def _sample_rows(decide, sample, hz: float, k: int, shortcut: bool, rng: np.random.Generator,
+                 temperature: float) -> tuple[dict, dict, dict, dict | None]:
+    """The model's row, the baselines' rows, the shortcut rows and the mean-of-k row of one
+    sample."""
+    greedy = decide(sample, 1, 0.0)[0]
+    row = {"parsed": float(greedy is not None)}
+    mean_row = None
+    if greedy is not None:
+        row.update(trajectory_metrics(greedy.trajectory, sample, hz))
+        row.update(decision_metrics(greedy, sample, hz))
+    if k > 0:
+        samples_k = [d for d in decide(sample, k, temperature) if d is not None]
+        if samples_k:
+            gt = np.asarray(sample["future"], float)
+            row[f"min_ade_{k}"] = float(min(
+                np.linalg.norm(d.trajectory[:, :2] - gt[:, :2], axis=1).mean()
+                for d in samples_k))
+            mean = np.mean([d.trajectory for d in samples_k], axis=0)
+            mean_row = {"parsed": len(samples_k) / k, **trajectory_metrics(mean, sample, hz)}
+    ego = ego_state_of(sample)
+    base = {name: trajectory_metrics(planner(ego), sample, hz)
+            for name, planner in BASELINES.items()}
+    base["expert"] = trajectory_metrics(np.asarray(sample["future"]), sample, hz)
+    short = {}
+    if shortcut:
+        for name, variant in (("history_removed", without_history(sample)),
+                              ("history_perturbed", perturbed_history(sample, rng)),
+                              ("command_swapped", swapped_command(sample))):
+            d = decide(variant, 1, 0.0)[0]
+            short[name] = {"parsed": float(d is not None),
+                           **(trajectory_metrics(d.trajectory, sample, hz) if d else {}),
+                           **(decision_metrics(d, sample, hz) if d else {})}
+    return row, base, short, mean_row
+
+
 def evaluate_open_loop(decide, samples, hz: float, k: int = 6,
-                       shortcut: bool = True, seed: int = 0, progress: bool = True) -> dict:
-    """``decide(sample, n, temperature)`` returns n Decisions (None for an unparsable one)."""
+                       shortcut: bool = True, seed: int = 0, progress: bool = True,
+                       concurrency: int = 1, temperature: float = 1.0) -> dict:
+    """``decide(sample, n, temperature)`` returns n Decisions (None for an unparsable one).
+
+    With ``concurrency`` > 1, that many samples are evaluated at once in threads (for an
+    endpoint, whose server batches the requests); results do not depend on it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
-    rows, per_scenario = [], {}
+    samples = list(samples)
+    rngs = [np.random.default_rng([seed, i]) for i in range(len(samples))]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        results = list(tqdm(pool.map(lambda i: _sample_rows(decide, samples[i], hz, k, shortcut,
+                                                            rngs[i], temperature),
+                                     range(len(samples))),
+                            total=len(samples), desc="open loop", disable=not progress,
+                            leave=False))
+    rows, mean_rows, per_scenario = [], [], {}
     base_rows = {name: [] for name in (*BASELINES, "expert")}
     shortcut_rows = {"history_removed": [], "history_perturbed": [], "command_swapped": []}
-    rng = np.random.default_rng(seed)
-    for sample in tqdm(samples, desc="open loop", disable=not progress, leave=False):
-        greedy = decide(sample, 1, 0.0)[0]
-        row = {"parsed": float(greedy is not None)}
-        if greedy is not None:
-            row.update(trajectory_metrics(greedy.trajectory, sample, hz))
-            row.update(decision_metrics(greedy, sample, hz))
-            if k > 0:
-                samples_k = [d for d in decide(sample, k, 1.0) if d is not None]
-                if samples_k:
-                    gt = np.asarray(sample["future"], float)
-                    row[f"min_ade_{k}"] = float(min(
-                        np.linalg.norm(d.trajectory[:, :2] - gt[:, :2], axis=1).mean()
-                        for d in samples_k))
+    for sample, (row, base, short, mean_row) in zip(samples, results, strict=True):
         rows.append(row)
+        if mean_row is not None:
+            mean_rows.append(mean_row)
         per_scenario.setdefault(sample["scenario"], []).append(row)
-        ego = ego_state_of(sample)
-        for name, planner in BASELINES.items():
-            base_rows[name].append(trajectory_metrics(planner(ego), sample, hz))
-        base_rows["expert"].append(trajectory_metrics(np.asarray(sample["future"]), sample, hz))
-        if shortcut:
-            for name, variant in (("history_removed", without_history(sample)),
-                                  ("history_perturbed", perturbed_history(sample, rng)),
-                                  ("command_swapped", swapped_command(sample))):
-                d = decide(variant, 1, 0.0)[0]
-                shortcut_rows[name].append(
-                    {"parsed": float(d is not None),
-                     **(trajectory_metrics(d.trajectory, sample, hz) if d else {}),
-                     **(decision_metrics(d, sample, hz) if d else {})})
+        for name, metrics in base.items():
+            base_rows[name].append(metrics)
+        for name, metrics in short.items():
+            shortcut_rows[name].append(metrics)
     model = _mean(rows)
-    out = {"samples": len(rows), "model": model,
+    out = {"samples": len(rows), "model": model, "k": k, "temperature": temperature,
            "baselines": {name: _mean(r) for name, r in base_rows.items()},
            "per_scenario": {s: {"samples": len(r), **_mean(r)}
                             for s, r in sorted(per_scenario.items())}}
+    if mean_rows:
+        out["model_mean_k"] = _mean(mean_rows)
     if shortcut:
         out["shortcut"] = {}
         for name, r in shortcut_rows.items():
@@ -139,7 +177,10 @@ def transformers_decider(loaded, max_reasoning_tokens: int = 96):
 
 
 def endpoint_decider(client):
+    """Requests carry no seed: vLLM 0.32's CPU worker fails ("CPU Generator does not use
+    offset") when a seeded request is in a batch whose prefill is split into chunks, which
+    several concurrent multi-image prompts cause."""
     def decide(sample, n, temperature):
-        result = client.decide_sync(sample, n=n, temperature=temperature, seed=0)
+        result = client.decide_sync(sample, n=n, temperature=temperature)
         return [c.decision for c in result.completions]
     return decide
