@@ -190,6 +190,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
         "ade_3s_constant_velocity": open_loop["baselines"]["constant-velocity"]["l2_avg_3s"],
         "ade_3s_constant_acceleration":
             open_loop["baselines"]["constant-acceleration"]["l2_avg_3s"],
+        "ade_3s_damped_acceleration":
+            open_loop["baselines"]["damped-acceleration"]["l2_avg_3s"],
         "validation_samples": grpo_result["validation"]["samples"],
         "open_loop": {"samples": open_loop["samples"], "model": open_loop["model"],
                       "model_mean_k": open_loop["model_mean_k"],
@@ -332,6 +334,9 @@ def _print_summary(console: Console, summary: dict) -> None:
     head.add_row("constant velocity", "", "", "", f"{summary['ade_3s_constant_velocity']:.3f}")
     head.add_row("constant acceleration", "", "", "",
                  f"{summary['ade_3s_constant_acceleration']:.3f}")
+    if "ade_3s_damped_acceleration" in summary:
+        head.add_row("damped acceleration (the codec's prior)", "", "", "",
+                     f"{summary['ade_3s_damped_acceleration']:.3f}")
     console.print(head)
     cl = Table(title="closed loop (eval/scenarios/demo.yaml)")
     for c in ("planner", "collision rate", "PDMS", "progress", "decision match"):

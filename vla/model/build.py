@@ -108,11 +108,13 @@ CODEC_DIR = "trajectory_codec"
 SMALL_DATA = 2000  # fewer training trajectories than this are topped up with synthetic ones
 
 
-def fit_default_codec(data_dir: str | Path | None = None, seed: int = 0):
+def fit_default_codec(data_dir: str | Path | None = None, seed: int = 0,
+                      codebook_size: int | None = None):
     """The default trajectory codec, fitted on a data set's train split (or synthetic data).
 
-    A train split smaller than :data:`SMALL_DATA` trajectories (the demo's) is topped up
-    with synthetic ones so that the 2,048-entry codebook can be filled.
+    ``codebook_size`` overrides the default codec's (2,048 entries). A train split smaller
+    than :data:`SMALL_DATA` trajectories is topped up with synthetic ones when its segments
+    are too few to fill the codebook (under 8 per entry).
     """
     import numpy as np
 
@@ -127,8 +129,9 @@ def fit_default_codec(data_dir: str | Path | None = None, seed: int = 0):
         trajectories, egos = splits["train"].trajectories, list(splits["train"].egos)
     else:
         spec, trajectories, egos = TrajectorySpec(), np.zeros((0, 60, 3)), []
-    codec = default_codec(hz=spec.hz, horizon_s=spec.horizon_s)
-    if len(egos) < SMALL_DATA:
+    overrides = {} if codebook_size is None else {"codebook_size": codebook_size}
+    codec = default_codec(hz=spec.hz, horizon_s=spec.horizon_s, **overrides)
+    if len(egos) < SMALL_DATA and len(egos) * codec.num_tokens < 8 * codec.vocab_size:
         # a small data set cannot fill the codebook: top it up with synthetic trajectories
         extra, extra_egos, _ = generate(SMALL_DATA + 1000 - len(egos), seed=seed, spec=spec)
         trajectories = np.concatenate([trajectories.reshape(-1, *extra.shape[1:]), extra])
@@ -147,7 +150,7 @@ def init_model(preset: ModelPreset, out_dir: str | Path, seed: int = 0,
     from vla.model.tokenizer import project_corpus, train_tokenizer
     from vla.model.trajectory_tokens import trajectory_tokens
 
-    codec = fit_default_codec(data_dir, seed=seed)
+    codec = fit_default_codec(data_dir, seed=seed, codebook_size=preset.codebook_size)
     corpus = project_corpus()
     if data_dir is not None:
         from datasets import load_from_disk

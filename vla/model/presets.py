@@ -16,6 +16,8 @@ class ModelPreset:
 
     ``image_side`` is the side in pixels every camera image is resized to; with a
     14-pixel patch and 2×2 merging, a 112-pixel image becomes 16 language tokens.
+    ``codebook_size`` is the number of trajectory tokens (entries of the k-means segment
+    codec): a model trained on a small data set needs few, so that every entry is seen often.
     """
 
     name: str
@@ -33,6 +35,7 @@ class ModelPreset:
     max_position_embeddings: int = 4096
     patch_size: int = 14
     spatial_merge_size: int = 2
+    codebook_size: int = 2048
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:

@@ -37,12 +37,25 @@ def format_history(history) -> str:
     return "; ".join(f"({x:.1f}, {y:.1f}, {v:.1f})" for x, y, _yaw, v in picked[:, :4])
 
 
+def accel_trend(accel: float) -> str:
+    """The acceleration in words, so that a small model reads the sign without arithmetic."""
+    if accel <= -3.0:
+        return "braking hard"
+    if accel <= -0.5:
+        return "slowing down"
+    if accel >= 0.5:
+        return "speeding up"
+    return "steady"
+
+
 def user_content(sample: dict, images: list, image_part) -> list[dict]:
     """Content parts of the user turn; ``image_part(image)`` makes one image part."""
     names, times = sample["camera_names"], sample["frame_times"]
     if not (len(images) == len(names) == len(times)):
         raise ValueError(f"sample {sample.get('sample_id')}: {len(images)} images but "
                          f"{len(names)} camera names and {len(times)} frame times")
+    accel = float(sample.get("ego_accel") or 0.0)
+    yaw_rate = float(sample.get("ego_yaw_rate") or 0.0)
     head, tail = template("user").split("{images}")
     parts: list[dict] = [{"type": "text", "text": head}]
     for image, name, time in zip(images, names, times, strict=True):
@@ -51,6 +64,7 @@ def user_content(sample: dict, images: list, image_part) -> list[dict]:
         parts.append(image_part(image))
     parts.append({"type": "text", "text": tail.format(
         history=format_history(sample["history"]), speed=f"{sample['ego_speed']:.1f}",
+        accel=f"{accel:+.1f}", trend=accel_trend(accel), yaw_rate=f"{yaw_rate:+.2f}",
         command=sample["command"].replace("_", " "))})
     return parts
 

@@ -2,6 +2,9 @@
 
 ``constant_velocity``: straight on at the current speed. ``constant_acceleration``: straight
 on with the current acceleration held, never reversing (the speed stops at 0).
+``damped_acceleration``: straight on with the current acceleration fading out
+(``a(t) = a0 exp(-t / tau)``, tau = 1 s), never reversing: the prior under the default
+trajectory codec's tokens, i.e. what the model writes with every token at entry 0.
 """
 
 from __future__ import annotations
@@ -29,5 +32,14 @@ def constant_acceleration(ego: EgoState, spec: TrajectorySpec = DEFAULT_SPEC) ->
     return np.column_stack([x, np.zeros_like(t), np.zeros_like(t)])
 
 
+def damped_acceleration(ego: EgoState, spec: TrajectorySpec = DEFAULT_SPEC,
+                        tau_s: float = 1.0) -> np.ndarray:
+    t = spec.times
+    x = ego.speed * t + ego.accel * tau_s * (t - tau_s * (1.0 - np.exp(-t / tau_s)))
+    x = np.maximum.accumulate(np.maximum(x, 0.0))  # never reverse: stop where it would
+    return np.column_stack([x, np.zeros_like(t), np.zeros_like(t)])
+
+
 BASELINES = {"constant-velocity": constant_velocity,
-             "constant-acceleration": constant_acceleration}
+             "constant-acceleration": constant_acceleration,
+             "damped-acceleration": damped_acceleration}

@@ -3,15 +3,20 @@
 The horizon is cut into segments of ``segment_s`` seconds (one token each; ``segment_s`` equal
 to the horizon gives a single-token, whole-trajectory vocabulary as in Hydra-MDP / VADv2). A
 codebook entry is an *ego-state-conditioned residual*: in the frame of the pose at the segment's
-start, the offsets of its samples from driving straight on at the current speed,
-``(x - v t, y)``, their yaw change, and the change of speed at its end. Decoding chains entries
-from the ego pose and speed: each adds its residual to the constant-velocity motion of the
-current decoded state, then hands its end pose and speed to the next. Because the residual of
-braking or turning barely depends on speed, one codebook serves 0 to 35 m/s.
+start, the offsets of its samples from the kinematic prior, driving straight on from the current
+speed (``(x - s_prior(t), y)``), their yaw change, and the change of speed at its end beyond the
+prior's. The prior is ``prior``: ``constant_velocity`` (``s_prior = v t``) or
+``damped_acceleration``, the ego's measured acceleration at t0 fading out with time constant
+``prior_tau_s`` (``a(t) = a0 exp(-t / tau)``; a car speeding up or braking now mostly goes on
+doing so for a moment, rarely for seconds). Decoding chains entries from the ego pose, speed and
+acceleration: each adds its residual to the prior's motion from the current decoded state, then
+hands its end pose, speed and the prior's decayed acceleration to the next. Because the residual
+of braking or turning barely depends on speed, one codebook serves 0 to 35 m/s.
 
 Fitting runs k-means (scikit-learn's mini-batch k-means) over the residuals of all training
 segments, cut at the true poses (teacher forcing), for ``codebook_size - 1`` entries; entry 0 is
-the exact zero residual (carry on at the current speed and heading; stay put when stopped).
+the exact zero residual (carry on with the prior: at the current speed and heading under
+``constant_velocity``; stay put when stopped).
 Encoding is a beam search: from the decoded state, every entry is rolled out for the next
 segment, scored by its squared position error against the trajectory plus heading and speed
 mismatch at its end, and the ``beam`` best partial sequences are kept, so that later segments
@@ -32,12 +37,18 @@ import dataclasses
 
 import numpy as np
 
-from vla.trajectory.codecs.base import CodecConfig, TrajectoryCodec, _check_positive_int
+from vla.trajectory.codecs.base import (
+    CodecConfig,
+    TrajectoryCodec,
+    _check_choice,
+    _check_positive_int,
+)
 from vla.trajectory.codecs.unicycle import path_speeds
 from vla.trajectory.kinematics import to_global, to_local
 from vla.trajectory.types import EgoState, wrap_angle
 
 _YAW_SCALE_M = 5.0  # metres per radian when yaw residuals enter the k-means distance
+PRIORS = ("constant_velocity", "damped_acceleration")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +59,8 @@ class KMeansSegmentConfig(CodecConfig):
     kmeans_iters: int = 30
     seed: int = 0
     zero_tolerance_m: float = 0.0
-
+    prior: str = "constant_velocity"
+    prior_tau_s: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,6 +71,10 @@ class KMeansSegmentConfig(CodecConfig):
             raise ValueError("KMeansSegmentConfig.zero_tolerance_m must be >= 0, got "
                              f"{self.zero_tolerance_m}")
         self.spec.steps_per(1.0 / self.segment_s, what="1 / segment_s")
+        _check_choice(self, "prior", PRIORS)
+        if not self.prior_tau_s > 0:
+            raise ValueError(f"KMeansSegmentConfig.prior_tau_s must be > 0, got "
+                             f"{self.prior_tau_s}")
 
 
 class KMeansSegmentCodec(TrajectoryCodec):
@@ -83,6 +99,23 @@ class KMeansSegmentCodec(TrajectoryCodec):
     def num_tokens(self) -> int:
         return self.n_segments
 
+    # -- kinematic prior ---------------------------------------------------------------------
+    def _initial_accel(self, ego: EgoState) -> float:
+        """The prior's acceleration at t0: the ego's, or 0 under ``constant_velocity``."""
+        return float(ego.accel) if self.config.prior == "damped_acceleration" else 0.0
+
+    def _prior(self, v0: np.ndarray, a0: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Prior over one segment from speed ``v0`` and acceleration ``a0`` (broadcast, ...):
+        distance along the heading at each sample (..., L), speed change at its end and the
+        acceleration handed to the next segment (...)."""
+        tau, t, seg = self.config.prior_tau_s, self.seg_times, self.config.segment_s
+        a0 = np.asarray(a0, dtype=np.float64)[..., None]
+        v0 = np.asarray(v0, dtype=np.float64)[..., None]
+        dist = v0 * t + a0 * tau * (t - tau * (1.0 - np.exp(-t / tau)))
+        dv = a0[..., 0] * tau * (1.0 - np.exp(-seg / tau))
+        return dist, dv, a0[..., 0] * np.exp(-seg / tau)
+
     # -- residual features -------------------------------------------------------------------
     def _segment_residuals(self, trajectories: np.ndarray, egos: list[EgoState]
                            ) -> tuple[np.ndarray, np.ndarray]:
@@ -91,17 +124,20 @@ class KMeansSegmentCodec(TrajectoryCodec):
         speeds = path_speeds(trajectories, self.spec.hz)
         start = np.zeros((n, 4))
         start[:, 3] = [e.speed for e in egos]
+        accel = np.array([self._initial_accel(e) for e in egos], dtype=np.float64)
         res, dv = [], []
         for j in range(self.n_segments):
             seg = trajectories[:, j * self.seg_len:(j + 1) * self.seg_len]
-            x0, y0, th0, v0 = (start[:, i, None] for i in range(4))
+            x0, y0, th0 = (start[:, i, None] for i in range(3))
+            prior_dist, prior_dv, next_accel = self._prior(start[:, 3], accel)
             local = to_local(seg[..., :2], x0, y0, th0)
-            local[..., 0] -= v0 * self.seg_times
+            local[..., 0] -= prior_dist
             yaw = wrap_angle(seg[..., 2] - th0)
             res.append(np.concatenate([local, yaw[..., None]], axis=-1))
             v_end = speeds[:, (j + 1) * self.seg_len - 1]
-            dv.append(v_end - start[:, 3])
+            dv.append(v_end - start[:, 3] - prior_dv)
             start = np.column_stack([seg[:, -1, 0], seg[:, -1, 1], seg[:, -1, 2], v_end])
+            accel = next_accel
         return np.concatenate(res), np.concatenate(dv)
 
     def _features(self, res: np.ndarray, dv: np.ndarray) -> np.ndarray:
@@ -145,18 +181,21 @@ class KMeansSegmentCodec(TrajectoryCodec):
 
     # -- rollout -------------------------------------------------------------------------------
     def _apply(self, state: np.ndarray, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Apply ``entries`` (...) to states (..., 4): poses (..., L, 3) and end states (..., 4)."""
+        """Apply ``entries`` (...) to states (..., 5: x, y, yaw, speed, prior acceleration):
+        poses (..., L, 3) and end states (..., 5)."""
         res = self.residuals[entries]                                  # (..., L, 3)
-        x0, y0, th0, v0 = (state[..., i, None] for i in range(4))
+        x0, y0, th0 = (state[..., i, None] for i in range(3))
+        prior_dist, prior_dv, next_accel = self._prior(state[..., 3], state[..., 4])
         # never reverse: a braking entry learned at speed stops a slower vehicle instead
-        along = np.maximum.accumulate(np.maximum(v0 * self.seg_times + res[..., 0], 0.0), axis=-1)
+        along = np.maximum.accumulate(np.maximum(prior_dist + res[..., 0], 0.0), axis=-1)
         local = np.stack(np.broadcast_arrays(along, res[..., 1]), axis=-1)
         xy = to_global(local, x0, y0, th0)
         yaw = np.broadcast_to(th0 + res[..., 2], xy.shape[:-1])
         poses = np.concatenate([xy, yaw[..., None]], axis=-1)
-        v_end = np.broadcast_to(np.maximum(state[..., 3] + self.dspeed[entries], 0.0),
+        v_end = np.broadcast_to(np.maximum(state[..., 3] + prior_dv + self.dspeed[entries], 0.0),
                                 xy.shape[:-2])
-        end = np.concatenate([poses[..., -1, :], v_end[..., None]], axis=-1)
+        a_end = np.broadcast_to(next_accel, xy.shape[:-2])
+        end = np.concatenate([poses[..., -1, :], v_end[..., None], a_end[..., None]], axis=-1)
         return poses, end
 
     @property
@@ -167,7 +206,7 @@ class KMeansSegmentCodec(TrajectoryCodec):
     def _encode(self, trajectory: np.ndarray, ego: EgoState) -> np.ndarray:
         k, beam_w = self.config.codebook_size, self.config.beam
         speeds = path_speeds(trajectory[None], self.spec.hz)[0]
-        states = np.array([[0.0, 0.0, 0.0, ego.speed]])
+        states = np.array([[0.0, 0.0, 0.0, ego.speed, self._initial_accel(ego)]])
         costs = np.zeros(1)
         seqs = np.zeros((1, 0), dtype=np.int64)
         entries = np.arange(k)
@@ -188,7 +227,7 @@ class KMeansSegmentCodec(TrajectoryCodec):
         return seqs[0]
 
     def _decode(self, ids: np.ndarray, ego: EgoState) -> np.ndarray:
-        state = np.array([0.0, 0.0, 0.0, ego.speed])
+        state = np.array([0.0, 0.0, 0.0, ego.speed, self._initial_accel(ego)])
         out = []
         for i in ids:
             poses, state = self._apply(state, np.asarray(i))
