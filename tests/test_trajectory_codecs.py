@@ -260,3 +260,30 @@ def test_zero_tolerance_writes_steady_driving_as_entry_zero(codecs):
     braking = np.column_stack([20.0 * t - 1.5 * t**2, np.zeros_like(t), np.zeros_like(t)])
     ids = tolerant.encode(braking, ego)
     assert np.any(ids != 0) and _max_error(tolerant, braking, ego) < 1.0
+
+
+def test_damped_acceleration_prior_is_entry_zero_and_round_trips(train):
+    """Under the damped-acceleration prior, entry 0 repeated decodes to the damped-acceleration
+    baseline (the ego's acceleration fading out), under constant velocity to constant velocity;
+    the codebook still reconstructs held-out trajectories, braking included."""
+    from vla.trajectory.baselines import constant_velocity, damped_acceleration
+
+    trajs, egos, _ = train
+    settings_ = {**SMALL["kmeans_segment"], "segment_s": 0.5}
+    damped = make_codec("kmeans_segment", prior="damped_acceleration", **settings_)
+    plain = make_codec("kmeans_segment", **settings_)
+    damped.fit(trajs, egos)
+    plain.fit(trajs, egos)
+    zeros = np.zeros(damped.num_tokens, dtype=np.int64)
+    for ego in (EgoState(speed=20.0, accel=-3.0), EgoState(speed=12.0, accel=1.5),
+                EgoState(speed=2.0, accel=-6.0)):
+        np.testing.assert_allclose(damped.decode(zeros, ego)[:, :2],
+                                   damped_acceleration(ego, damped.spec)[:, :2], atol=1e-6)
+        np.testing.assert_allclose(plain.decode(zeros, ego)[:, :2],
+                                   constant_velocity(ego, plain.spec)[:, :2], atol=1e-6)
+        assert not np.allclose(damped.decode(zeros, ego), plain.decode(zeros, ego))
+    test, test_egos, _ = generate(40, seed=7)
+    err = [_max_error(damped, t, e) for t, e in zip(test, test_egos, strict=True)]
+    assert np.mean(err) < 1.0
+    with pytest.raises(ValueError, match="prior"):
+        make_codec("kmeans_segment", prior="constant_jerk")

@@ -10,7 +10,7 @@
                    the final adapter validated on the same test samples (``consistency_grpo``);
 7. ``open_loop``   open-loop evaluation of the GRPO policy through the endpoint on the test
                    split, with baselines: the greedy output (``ade_3s_model``) and the mean
-                   of 16 samples at T = 0.5 (``ade_3s_model_mean_k``);
+                   of 4 samples at T = 0.5 (``ade_3s_model_mean_k``);
 8. ``closed_loop`` the GRPO policy, the expert and constant velocity drive the scenario set
                    ``eval/scenarios/demo.yaml`` in highway-env;
 9. ``report``      the HTML trace report of the closed-loop decisions.
@@ -49,7 +49,7 @@ class DemoConfig:
     grpo_steps: int = 24
     eval_samples: int = 102  # test samples for the validations (the whole test split here)
     open_loop_samples: int = 102
-    open_loop_k: int = 16
+    open_loop_k: int = 4
     open_loop_temperature: float = 0.5
     closed_loop_episodes: int = 4
 

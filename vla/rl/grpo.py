@@ -161,13 +161,17 @@ def swap_adapter(url: str, new_name: str, new_path: Path, old_name: str | None) 
 
 
 async def _rollouts(client, samples, config: GRPOConfig, step: int):
+    """``group_size`` completions per sample from the server. The requests carry no seed:
+    vLLM's CPU sampler kills its engine when a seeded request's prefill is split across steps
+    (``CPU Generator does not use offset``), which concurrent prompts with shared image
+    prefixes trigger. Every rollout is logged with its rewards."""
     import httpx
 
     async with httpx.AsyncClient() as http:
         return await asyncio.gather(*(
             client.decide(http, s, n=config.group_size, temperature=config.temperature,
-                          top_p=config.top_p, seed=config.seed * 100_003 + step * 101 + i)
-            for i, s in enumerate(samples)))
+                          top_p=config.top_p)
+            for s in samples))
 
 
 def _last_step(out: Path) -> int:
