@@ -1,6 +1,8 @@
 """GRPO against a real vLLM server: the served adapter changes between steps, the rewards are
 those of the rollouts, and a re-run resumes."""
 
+import json
+
 import httpx
 import numpy as np
 import pytest
@@ -75,6 +77,9 @@ def test_grpo_steps_update_the_served_adapter(server, tiny_model_dir, adapter_di
         totals = [r["rewards"]["total"] for r in records if r["step"] == entry["step"]]
         assert entry["reward"] == pytest.approx(np.mean(totals), abs=1e-3)
     assert (out / "rewards.png").stat().st_size > 1000
+    # the finished run is recorded (what `vla demo` checks to reuse it), without the log
+    finished = json.loads((out / "result.json").read_text())
+    assert finished["steps"] == 2 and "log" not in finished
 
     # the same command with more steps resumes after step 2
     more = run_grpo(GRPOConfig(steps=3, **config))

@@ -284,8 +284,8 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
                            trace_path=None)
         result["validation"] = {"split": "test", "samples": len(samples),
                                 "model": metrics["model"], "baselines": metrics["baselines"]}
-        (out / "result.json").write_text(json.dumps(
-            {k: v for k, v in result.items() if k != "log"}, indent=2) + "\n")
+    (out / "result.json").write_text(json.dumps(
+        {k: v for k, v in result.items() if k != "log"}, indent=2) + "\n")
     return result
 
 
