@@ -124,7 +124,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from vla.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=Path(args.out), scale=args.scale, episodes=args.episodes,
-                        grpo_steps=args.grpo_steps))
+                        grpo_steps=args.grpo_steps, stage1_steps=args.stage1_steps,
+                        stage2_steps=args.stage2_steps))
     return 0
 
 
@@ -223,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--episodes", type=int, default=60, help="simulated episodes for the data")
     p.add_argument("--grpo-steps", type=int, default=24)
+    p.add_argument("--stage1-steps", type=int, default=None,
+                   help="stage-1 steps (default: train/configs/<scale>_stage1.yaml)")
+    p.add_argument("--stage2-steps", type=int, default=None,
+                   help="stage-2 steps (default: train/configs/<scale>_stage2.yaml)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

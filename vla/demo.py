@@ -52,6 +52,8 @@ class DemoConfig:
     open_loop_k: int = 2
     open_loop_temperature: float = 0.5
     closed_loop_episodes: int = 4
+    stage1_steps: int | None = None  # None: the preset's stage config decides
+    stage2_steps: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -61,6 +63,13 @@ class DemoConfig:
         for name in ("grpo_steps", "eval_samples", "open_loop_samples", "closed_loop_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("stage1_steps", "stage2_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+
+    def steps_override(self, stage: str) -> dict:
+        steps = getattr(self, f"{stage}_steps")
+        return {} if steps is None else {"max_steps": steps}
 
 
 def _read_json(path: Path) -> dict | None:
@@ -138,7 +147,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
 
     start = time.perf_counter()
     s1_config = _stage_config("stage1", config.scale, model=model_dir, data=data_dir,
-                              out=stage1_dir, eval_samples=0)
+                              out=stage1_dir, eval_samples=0,
+                              **config.steps_override("stage1"))
     built = finished_result(s1_config) is None
     s1 = run_stage(s1_config, console)
     stages.finish("stage1", start, f"{s1['global_step']} steps, full fine-tuning", built)
@@ -146,7 +156,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
 
     start = time.perf_counter()
     s2_config = _stage_config("stage2", config.scale, model=base, data=data_dir, out=stage2_dir,
-                              eval_samples=config.eval_samples)
+                              eval_samples=config.eval_samples,
+                              **config.steps_override("stage2"))
     built = finished_result(s2_config) is None
     s2 = run_stage(s2_config, console)
     sft = s2["validation"]["model"]
