@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vla.data.build import BuildConfig, build_dataset, is_complete, load_dataset_dir
+from vla.jsonfile import read_json, write_json
 from vla.model.build import init_model, is_saved_model
 from vla.model.presets import get_preset
 
@@ -60,30 +61,16 @@ class DemoConfig:
         get_preset(self.scale)  # raises on an unknown preset
         if self.episodes < 3:
             raise ValueError(f"episodes must be >= 3, got {self.episodes}")
-        for name in ("grpo_steps", "eval_samples", "open_loop_samples", "closed_loop_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("stage1_steps", "stage2_steps"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        optional = ("stage1_steps", "stage2_steps")
+        for name in ("grpo_steps", "eval_samples", "open_loop_samples", "closed_loop_episodes",
+                     *optional):
+            value = getattr(self, name)
+            if not (value is None and name in optional) and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
 
     def steps_override(self, stage: str) -> dict:
         steps = getattr(self, f"{stage}_steps")
         return {} if steps is None else {"max_steps": steps}
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _write_json(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    tmp.replace(path)
 
 
 class _Stages:
@@ -117,7 +104,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
     data_dir, model_dir = out / "data", out / "model"
     stage1_dir, stage2_dir, grpo_dir = out / "stage1", out / "stage2", out / "grpo"
     eval_dir, traces = out / "eval", out / "traces"
-    previous = _read_json(out / "summary.json") or {}
+    previous = read_json(out / "summary.json") or {}
     stages = _Stages(console, previous.get("stage_seconds_when_built", {}))
     summary: dict = {"scale": config.scale}
 
@@ -165,10 +152,10 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
                                    f"{sft['parse_rate']:.3f}, consistency {sft['consistency']:.3f}",
                   built)
 
-    grpo_result = _read_json(grpo_dir / "result.json")
+    grpo_result = read_json(grpo_dir / "result.json")
     grpo_done = grpo_result is not None and grpo_result.get("steps") == config.grpo_steps
-    open_loop = _read_json(eval_dir / "open_loop.json")
-    closed_loop = _read_json(eval_dir / "closed_loop.json")
+    open_loop = read_json(eval_dir / "open_loop.json")
+    closed_loop = read_json(eval_dir / "closed_loop.json")
     if grpo_done and open_loop is not None and closed_loop is not None:
         for stage in ("serve", "grpo", "open_loop", "closed_loop"):
             stages.finish(stage, time.perf_counter(), "reused", built=False)
@@ -214,7 +201,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
         "stage_seconds_when_built": stages.built,
         "report": str(report),
     })
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     _print_summary(console, summary)
     return summary
 
@@ -280,7 +267,7 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
                                            k=config.open_loop_k, shortcut=False,
                                            concurrency=8,
                                            temperature=config.open_loop_temperature)
-            _write_json(eval_dir / "open_loop.json", open_loop)
+            write_json(eval_dir / "open_loop.json", open_loop)
         stages.finish("open_loop", start, f"{open_loop['samples']} test samples: ADE@3s "
                                           f"greedy {open_loop['model']['l2_avg_3s']:.3f} m, "
                                           f"mean of {open_loop['k']} "
@@ -296,7 +283,7 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
             planners = [ModelPlanner(endpoint_generator(client)), ConstantVelocityPlanner()]
             closed_loop = evaluate_closed_loop(planners, cl_config, config.closed_loop_episodes,
                                                seed=0, trace_path=trace_path)
-            _write_json(eval_dir / "closed_loop.json", closed_loop)
+            write_json(eval_dir / "closed_loop.json", closed_loop)
         pdms = {n: m["pdms"] for n, m in closed_loop["planners"].items()}
         stages.finish("closed_loop", start, f"{closed_loop['episodes']} episodes; PDMS " +
                       ", ".join(f"{n} {v:.3f}" for n, v in pdms.items()), closed_loop_built)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vla.jsonfile import write_json
 from vla.rl.rewards import RewardWeights, score_completion
 from vla.traces import append_trace, read_traces, trim_log
 
@@ -176,7 +177,7 @@ async def _rollouts(client, samples, config: GRPOConfig, step: int):
 
 def _last_step(out: Path) -> int:
     state = out / "state.json"
-    return json.loads(state.read_text())["step"] if state.is_file() else 0
+    return json.loads(state.read_text())["step"] if state.is_file() else 0  # written atomically
 
 
 def run_grpo(config: GRPOConfig, console=None) -> dict:
@@ -263,7 +264,7 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
                 time.perf_counter() - t0, 2), "rollout_seconds": round(t_roll, 2), **stats,
                 **_reward_means(all_rewards)}
             append_trace(log_path, record)
-            (out / "state.json").write_text(json.dumps({"step": step, "adapter": str(new_dir)}))
+            write_json(out / "state.json", {"step": step, "adapter": str(new_dir)})
             _prune(out / "adapters", keep=step)
     finally:
         if server is not None:
@@ -284,8 +285,7 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
                            trace_path=None)
         result["validation"] = {"split": "test", "samples": len(samples),
                                 "model": metrics["model"], "baselines": metrics["baselines"]}
-    (out / "result.json").write_text(json.dumps(
-        {k: v for k, v in result.items() if k != "log"}, indent=2) + "\n")
+    write_json(out / "result.json", {k: v for k, v in result.items() if k != "log"})
     return result
 
 

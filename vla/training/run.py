@@ -21,6 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
+from vla.jsonfile import write_json
 from vla.traces import trim_log
 from vla.training.config import RunConfig
 from vla.training.span_trainer import LOG_FILE, JsonlLogger, SpanLossTrainer, plot_curves
@@ -181,7 +182,7 @@ def run_stage(config: RunConfig, console=None) -> dict:
                   log_path, config.out_dir / "curves.png", f"stage {config.stage}"))}
     if config.eval_samples:
         result["validation"] = validate_stage(config, dataset[config.eval_split], console)
-    (config.out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(config.out_dir / RESULT_FILE, result)
     return result
 
 
