@@ -61,3 +61,18 @@ def test_forward_pass_on_two_images(tiny_model_dir):
     # the images reach the logits: different pictures give a different next-token distribution
     other = hf_forward(tiny_model_dir, synthetic_camera_images(2, seed=7))
     assert np.abs(result.logprobs - other.logprobs).max() > 1e-6
+
+
+def test_model_init_with_a_chosen_codebook_size(tmp_path):
+    from vla.cli import main
+    from vla.model.loading import load_codec_of
+
+    out = tmp_path / "k8"
+    assert main(["model", "init", "--out", str(out), "--codebook-size", "8"]) == 0
+    meta = json.loads((out / "vla_model.json").read_text())
+    assert meta["codec_vocab"] == 8 and load_codec_of(out).vocab_size == 8
+    vocab = json.loads((out / "tokenizer.json").read_text())["added_tokens"]
+    names = {t["content"] for t in vocab}
+    assert "<traj_7>" in names and "<traj_8>" not in names
+    with pytest.raises(SystemExit, match="codebook-size"):
+        main(["model", "init", "--out", str(tmp_path / "k1"), "--codebook-size", "1"])

@@ -20,11 +20,18 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_init(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from vla.model.build import init_model
     from vla.model.presets import get_preset
 
-    out = init_model(get_preset(args.preset), args.out, seed=args.seed, data_dir=args.data)
-    print(f"saved the {args.preset} model to {out}")
+    preset = get_preset(args.preset)
+    if args.codebook_size is not None:
+        if args.codebook_size < 2:
+            raise SystemExit(f"--codebook-size must be >= 2, got {args.codebook_size}")
+        preset = dataclasses.replace(preset, codebook_size=args.codebook_size)
+    out = init_model(preset, args.out, seed=args.seed, data_dir=args.data)
+    print(f"saved the {args.preset} model ({preset.codebook_size} trajectory tokens) to {out}")
     return 0
 
 
@@ -144,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None,
                    help="a built data set: fit the trajectory codec and tokenizer on its train "
                         "split (default: synthetic trajectories)")
+    p.add_argument("--codebook-size", type=int, default=None, metavar="K",
+                   help="trajectory codebook entries (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_model_init)
 

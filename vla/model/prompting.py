@@ -28,13 +28,17 @@ def template(name: str) -> str:
     return path.read_text().strip("\n")
 
 
-def format_history(history) -> str:
+def quoted_history(history) -> np.ndarray:
+    """The history rows the prompt quotes (x, y, yaw, speed; every 0.5 s, the last is now)."""
     rows = np.asarray(history, float)
     if rows.ndim != 2 or rows.shape[1] < 4:
         raise ValueError(f"history must be (N, 4): x, y, yaw, speed; got shape {rows.shape}")
     step = max(1, (len(rows) - 1) // (HISTORY_ROWS - 1))
-    picked = rows[::-1][::step][:HISTORY_ROWS][::-1]
-    return "; ".join(f"({x:.1f}, {y:.1f}, {v:.1f})" for x, y, _yaw, v in picked[:, :4])
+    return rows[::-1][::step][:HISTORY_ROWS][::-1, :4]
+
+
+def format_history(history) -> str:
+    return "; ".join(f"({x:.1f}, {y:.1f}, {v:.1f})" for x, y, _yaw, v in quoted_history(history))
 
 
 def accel_trend(accel: float) -> str:

@@ -1,4 +1,5 @@
-"""``vla tokenizer ...``: bench the trajectory codecs, fit and save one beside a model."""
+"""``vla tokenizer ...``: bench the trajectory codecs, fit and save one beside a model, and
+measure how much of the future the prompt's numbers determine."""
 
 from __future__ import annotations
 
@@ -86,6 +87,25 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predictability(args: argparse.Namespace) -> int:
+    import datasets
+
+    from vla.trajectory import predictability
+
+    datasets.disable_progress_bars()
+    config = predictability.PredictabilityConfig(
+        data=args.data, codebook_sizes=tuple(args.codebook_sizes),
+        with_decisions=args.with_decisions, max_iter=args.max_iter)
+    from vla.trajectory.bench import stderr_log
+
+    result = predictability.run_predictability(config, log=stderr_log)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(predictability.format_table(result))
+    return 0
+
+
 def add_tokenizer_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``vla tokenizer {bench,fit}`` to the ``vla`` subcommands."""
     tok = sub.add_parser("tokenizer", help="trajectory tokenizers: bench, fit and save")
@@ -111,3 +131,14 @@ def add_tokenizer_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", default=None, help="codec name (default: the default codec)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a config setting")
     p.set_defaults(func=_cmd_fit)
+
+    p = tok_sub.add_parser("predictability",
+                           help="how well tabular learners predict the trajectory (ADE@3 s) "
+                                "from the prompt's numbers, per codebook size")
+    p.add_argument("--data", required=True, help="a built data set (train and test splits)")
+    p.add_argument("--codebook-sizes", type=int, nargs="+", default=[16, 64], metavar="K")
+    p.add_argument("--with-decisions", action="store_true",
+                   help="also give the learners the labelled meta-action (the ceiling)")
+    p.add_argument("--max-iter", type=int, default=100, help="boosting rounds")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_predictability)
