@@ -93,6 +93,10 @@ def _cmd_predictability(args: argparse.Namespace) -> int:
     from vla.trajectory import predictability
 
     datasets.disable_progress_bars()
+    if min(args.codebook_sizes) < 2:
+        raise SystemExit(f"--codebook-sizes must each be >= 2, got {args.codebook_sizes}")
+    if args.max_iter < 1:
+        raise SystemExit(f"--max-iter must be >= 1, got {args.max_iter}")
     config = predictability.PredictabilityConfig(
         data=args.data, codebook_sizes=tuple(args.codebook_sizes),
         with_decisions=args.with_decisions, max_iter=args.max_iter)
@@ -107,8 +111,9 @@ def _cmd_predictability(args: argparse.Namespace) -> int:
 
 
 def add_tokenizer_parser(sub: argparse._SubParsersAction) -> None:
-    """Add ``vla tokenizer {bench,fit}`` to the ``vla`` subcommands."""
-    tok = sub.add_parser("tokenizer", help="trajectory tokenizers: bench, fit and save")
+    """Add ``vla tokenizer {bench,fit,predictability}`` to the ``vla`` subcommands."""
+    tok = sub.add_parser("tokenizer", help="trajectory tokenizers: bench, fit and save; "
+                                            "predictability of the trajectory from the prompt")
     tok_sub = tok.add_subparsers(dest="tokenizer_command", required=True)
 
     p = tok_sub.add_parser("bench", help="fit every codec on train, measure on test")

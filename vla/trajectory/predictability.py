@@ -12,13 +12,16 @@ the text alone allows:
   averages (expected-residual decoding);
 - ``boosted trees, mode, K entries``: per trajectory token over the first 3 s, gradient-boosted
   trees classifying the token of a K-entry k-means segment codec (the default codec's settings,
-  fitted on the train split), decoded from the ego state: what greedy decoding gives once a
-  model has learned the conditional mode at that codebook size. The later tokens are entry 0.
+  fitted on the train split), the most likely token at each position decoded from the ego state:
+  a stand-in for greedy decoding by a model that has learned the likeliest token at each
+  position for that codebook size (greedy decoding also conditions on the tokens already
+  written; these classifiers do not). The later tokens are entry 0.
 
-``with_decisions`` adds the labelled meta-action to the features: the ceiling when the
-decision is known. Simplifications: the trees see numbers, not images, so the other vehicles
-count only through what the ego's own motion reveals; the tree settings are scikit-learn's
-defaults with ``max_iter`` rounds, not tuned.
+The features are rounded as the prompt writes them (history, speed and acceleration to 0.1,
+yaw rate to 0.01). ``with_decisions`` adds the labelled meta-action to the features: the
+ceiling when the decision is known. Simplifications: the trees see numbers, not images, so the
+other vehicles count only through what the ego's own motion reveals; the tree settings are
+scikit-learn's defaults with ``max_iter`` rounds, not tuned.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from vla.meta_action import LATERAL, LONGITUDINAL
 from vla.model.prompting import quoted_history
 from vla.trajectory.baselines import constant_velocity, damped_acceleration
 from vla.trajectory.data import read_spec, split_from_dataset
-from vla.trajectory.registry import default_codec
+from vla.trajectory.registry import DEFAULT_CODEC, default_codec
 
 HORIZON_S = 3.0
 KNOTS_S = (1.0, 2.0, 3.0)
@@ -60,12 +63,14 @@ class PredictabilityConfig:
 
 
 def prompt_features(ds, commands: Sequence[str], with_decisions: bool) -> np.ndarray:
-    """One row per sample: speed, acceleration, yaw rate, the quoted history rows (x, y, speed)
-    and the command one-hot; with ``with_decisions`` the labelled meta-action one-hot too."""
+    """One row per sample, rounded as the prompt writes it: speed, acceleration, yaw rate, the
+    quoted history rows (x, y, speed) and the command one-hot; with ``with_decisions`` the
+    labelled meta-action one-hot too."""
     rows = []
     for s in ds.select_columns([c for c in TEXT_COLUMNS if c in ds.column_names]):
-        hist = quoted_history(s["history"])[:, [0, 1, 3]]
-        row = [s["ego_speed"], s["ego_accel"] or 0.0, s["ego_yaw_rate"] or 0.0, *hist.ravel()]
+        hist = np.round(quoted_history(s["history"])[:, [0, 1, 3]], 1)
+        row = [round(s["ego_speed"], 1), round(s["ego_accel"] or 0.0, 1),
+               round(s["ego_yaw_rate"] or 0.0, 2), *hist.ravel()]
         row += [s["command"] == c for c in commands]
         if with_decisions:
             row += [s["decision_lon"] == d for d in LONGITUDINAL]
@@ -78,7 +83,7 @@ def _ade(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.linalg.norm(pred[..., :2] - true[..., :2], axis=-1).mean())
 
 
-def _knot_interpolate(knots: np.ndarray, hz: float, n: int) -> np.ndarray:
+def interpolate_knots(knots: np.ndarray, hz: float, n: int) -> np.ndarray:
     """(N, len(KNOTS_S)) values at the knots -> (N, n) at 1/hz .. n/hz, zero at t0."""
     t = np.arange(1, n + 1) / hz
     xs = np.array([0.0, *KNOTS_S])
@@ -110,8 +115,10 @@ def run_predictability(config: PredictabilityConfig,
     n = int(round(HORIZON_S * spec.hz))
     true = test.trajectories[:, :n, :2]
 
+    tau_s = DEFAULT_CODEC[1]["prior_tau_s"]  # the default codec's prior
+
     def prior(split):
-        return np.stack([damped_acceleration(e, spec)[:n, :2] for e in split.egos])
+        return np.stack([damped_acceleration(e, spec, tau_s)[:n, :2] for e in split.egos])
 
     prior_train, prior_test = prior(train), prior(test)
     offsets = (train.trajectories[:, :n, :2] - prior_train).reshape(len(train), -1)
@@ -130,7 +137,7 @@ def run_predictability(config: PredictabilityConfig,
                                                         random_state=config.seed)
                           .fit(x_train, offsets[:, i * 2 + axis]).predict(x_test)
                           for i in knot_idx], axis=1)
-        mean[..., axis] = _knot_interpolate(knots, spec.hz, n)
+        mean[..., axis] = interpolate_knots(knots, spec.hz, n)
     rows.append({"predictor": "boosted trees, mean", "ade_3s": _ade(prior_test + mean, true)})
     if log:
         log(f"continuous learners done ({len(train)} train, {len(test)} test samples)")
