@@ -6,19 +6,13 @@
 Same options as ``vla tokenizer bench`` (the logic is in ``vla.trajectory.bench``).
 """
 
-import argparse
 import sys
 
-from vla.trajectory.cli import add_tokenizer_parser
+from vla.trajectory.cli import run_tokenizer_command
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_tokenizer_parser(sub)
-    args = parser.parse_args(["tokenizer", "bench", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    return run_tokenizer_command("bench", __doc__, argv)
 
 
 if __name__ == "__main__":

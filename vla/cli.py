@@ -27,9 +27,10 @@ def _cmd_model_init(args: argparse.Namespace) -> int:
 
     preset = get_preset(args.preset)
     if args.codebook_size is not None:
-        if args.codebook_size < 2:
-            raise SystemExit(f"--codebook-size must be >= 2, got {args.codebook_size}")
-        preset = dataclasses.replace(preset, codebook_size=args.codebook_size)
+        try:
+            preset = dataclasses.replace(preset, codebook_size=args.codebook_size)
+        except ValueError as err:
+            raise SystemExit(f"--codebook-size: {err}") from None
     out = init_model(preset, args.out, seed=args.seed, data_dir=args.data)
     print(f"saved the {args.preset} model ({preset.codebook_size} trajectory tokens) to {out}")
     return 0

@@ -51,6 +51,8 @@ class ModelPreset:
         if self.image_side % factor:
             raise ValueError(f"{self.name}: image_side {self.image_side} must be a multiple "
                              f"of patch_size * spatial_merge_size = {factor}")
+        if self.codebook_size < 2:
+            raise ValueError(f"{self.name}: codebook_size must be >= 2, got {self.codebook_size}")
         if self.vocab_size < 512:
             raise ValueError(f"{self.name}: vocab_size {self.vocab_size} is below "
                              "the byte alphabet")

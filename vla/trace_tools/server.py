@@ -118,7 +118,7 @@ def create_app(store: TraceStore, renderer: ReportRenderer, limit: int = DEFAULT
 
 
 def serve(app, config: ViewConfig, announce=print) -> None:
-    """Bind (port 0: a free one), print the URL, serve until Ctrl-C / SIGTERM."""
+    """Bind and listen (port 0: a free one), print the URL, serve until Ctrl-C / SIGTERM."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET)
@@ -128,6 +128,7 @@ def serve(app, config: ViewConfig, announce=print) -> None:
     except OSError as exc:
         raise TraceToolError(f"cannot listen on {config.host}:{config.port}: "
                              f"{exc.strerror}") from None
+    sock.listen(128)  # connections queue from the moment the URL is printed
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
