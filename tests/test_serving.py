@@ -59,6 +59,18 @@ def _client(server, tiny_model_dir, model="tiny"):
     return VLAClient.for_model_dir(server.url, model, tiny_model_dir, retries=1)
 
 
+def _agreeing_tokens(tokens: list[int], expected) -> int:
+    """How many leading tokens vLLM and transformers share; the engines may only part at a
+    near-tie of a random-weight model's logits."""
+    diff = next((i for i, (a, b) in enumerate(zip(tokens, expected.token_ids, strict=False))
+                 if a != b), None)
+    if diff is None:
+        assert tokens == expected.token_ids
+        return len(tokens)
+    assert expected.margins[diff] < NEAR_TIE, (diff, expected.margins[diff])
+    return diff
+
+
 @pytest.mark.parametrize("served", ["tiny", "adapter"])
 def test_greedy_vllm_equals_transformers_token_for_token(server, tiny_model_dir, adapter_dir,
                                                          samples, served):
@@ -77,16 +89,44 @@ def test_greedy_vllm_equals_transformers_token_for_token(server, tiny_model_dir,
         got = client.decide_sync(sample, n=1, temperature=0.0, max_tokens=200)
         tokens = got.raw["choices"][0]["token_ids"]
         assert got.completions[0].decision is not None
-        diff = next((i for i, (a, b) in enumerate(zip(tokens, expected.token_ids, strict=False))
-                     if a != b), None)
-        if diff is None:
-            assert tokens == expected.token_ids
-            compared += len(tokens)
-        else:
-            # the engines may only part at a near-tie of a random-weight model's logits
-            assert expected.margins[diff] < NEAR_TIE, (diff, expected.margins[diff])
-            compared += diff
+        compared += _agreeing_tokens(tokens, expected)
     assert compared >= 150
+
+
+def test_expected_entry_decoding_on_the_server_equals_transformers(server, tiny_model_dir,
+                                                                   samples):
+    """The same rule runs in vLLM (a logits processor asked for per request) and in
+    transformers; its trajectory tokens differ from greedy's, so the server really applied it."""
+    from vla.model.generate import generate_decision
+    from vla.model.loading import load_model_dir
+
+    loaded = load_model_dir(tiny_model_dir)
+    client = _client(server, tiny_model_dir)
+    compared, differs_from_greedy = 0, 0
+    for sample in samples:
+        expected = generate_decision(loaded, sample, with_margins=True,
+                                     trajectory_decoding="expected")
+        got = client.decide_sync(sample, n=1, temperature=0.0, max_tokens=200,
+                                 trajectory_decoding="expected")
+        greedy = client.decide_sync(sample, n=1, temperature=0.0, max_tokens=200)
+        tokens = got.raw["choices"][0]["token_ids"]
+        assert got.completions[0].decision is not None
+        differs_from_greedy += (got.completions[0].decision.trajectory_ids
+                                != greedy.completions[0].decision.trajectory_ids)
+        compared += _agreeing_tokens(tokens, expected)
+    assert compared >= 150
+    assert differs_from_greedy >= 1
+
+
+def test_expected_entry_decoding_with_sampling_is_refused(server, tiny_model_dir, samples):
+    client = _client(server, tiny_model_dir)
+    with pytest.raises(RequestError, match="temperature 0"):
+        client.request_body(samples[0], temperature=1.0, trajectory_decoding="expected")
+    body = client.request_body(samples[0], temperature=0.0, trajectory_decoding="expected")
+    assert body["vllm_xargs"] == {"trajectory_decoding": "expected"}
+    response = httpx.post(f"{server.url}/v1/chat/completions",
+                          json={**body, "temperature": 1.0}, timeout=120)
+    assert response.status_code == 400 and "temperature 0" in response.text, response.text[:500]
 
 
 def test_client_samples_n_decisions_that_parse(server, tiny_model_dir, samples):

@@ -60,6 +60,10 @@ def test_run_config_from_yaml_and_overrides(tmp_path):
         load_run_config(path, [], stage="inject")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         load_run_config(path, ["batch_size=0"])
+    with pytest.raises(ValueError, match="trajectory decoding must be one of"):
+        load_run_config(path, ["trajectory_decoding=beam"])
+    with pytest.raises(ValueError, match="trajectory_loss_weight must be > 0"):
+        load_run_config(path, ["trajectory_loss_weight=0"])
     path.write_text("stage: sft\nmodel: m\nout: o\nwarmup: 3\n")
     with pytest.raises(ValueError, match=r"unknown keys \['warmup'\]"):
         load_run_config(path)
@@ -91,6 +95,23 @@ def test_span_loss_equals_the_model_loss_and_splits_it(tiny_model_dir, small_dat
                          "traj_token_accuracy"}
     assert all(np.isfinite(logs[k]) and logs[k] > 0 for k in
                ("loss_reasoning", "loss_meta_action", "loss_trajectory"))
+    # a trajectory weight w: the mean over tokens with each trajectory-span token counted w
+    # times, recomputed from the span means and the span token counts
+    from vla.model.collator import IGNORE, SPANS
+
+    spans, labels = batch["span_ids"][:, 1:], batch["labels"][:, 1:]
+    counts = {name: int(((spans == sid) & (labels != IGNORE)).sum())
+              for name, sid in SPANS.items()}
+    weighted = SpanLossTrainer(model=loaded.model, args=trainer.args, trajectory_token_ids=traj,
+                               trajectory_loss_weight=4.0)
+    loss4 = float(weighted.compute_loss(loaded.model, dict(batch)).detach())
+    logs4 = {"loss": loss4}
+    weighted.log(logs4)
+    w = {"reasoning": 1.0, "meta_action": 1.0, "trajectory": 4.0}
+    want = (sum(w[n] * counts[n] * logs4[f"loss_{n}"] for n in w)
+            / sum(w[n] * counts[n] for n in w))
+    assert abs(loss4 - want) < 1e-3 * want
+    assert abs(loss4 - float(loss.detach())) > 1e-3  # the weight changed the loss
 
 
 def test_new_rows_scope_moves_only_the_injected_rows(tiny_model_dir, small_data_dir):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from vla.model.expected_entry import TRAJECTORY_DECODINGS
+
 COLUMNS = ("parsed", "l2_at_1s", "l2_at_2s", "l2_at_3s", "l2_avg_1s", "l2_avg_2s", "l2_avg_3s",
            "ade", "fde", "collision", "off_road", "accuracy_lon", "accuracy_lat", "consistency",
            "grounding")
@@ -27,6 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--k", type=int, default=6,
                    help="samples per scene for minADE and the mean-of-k trajectory (0: none)")
     p.add_argument("--temperature", type=float, default=1.0, help="of the k samples")
+    p.add_argument("--trajectory-decoding", choices=TRAJECTORY_DECODINGS, default="greedy",
+                   help="how the greedy output's trajectory tokens are chosen: the likeliest "
+                        "entry, or the entry nearest the expected one")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
     p.add_argument("--no-shortcut", action="store_true", help="skip the ego-shortcut runs")
     p.add_argument("--concurrency", type=int, default=None,
@@ -62,8 +67,15 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from vla.data.build import load_dataset_dir
     from vla.evaluation.open_loop import endpoint_decider, evaluate_open_loop, transformers_decider
+    from vla.model.expected_entry import entry_features_of
     from vla.model.loading import load_codec_of, load_model_dir
 
+    if args.trajectory_decoding == "expected" and (args.model or args.model_dir):
+        codec = load_codec_of(args.model or args.model_dir)
+        try:
+            entry_features_of(codec)
+        except ValueError as exc:
+            raise SystemExit(f"--trajectory-decoding expected: {exc}") from None
     dataset, _ = load_dataset_dir(args.data)
     if args.split not in dataset:
         raise SystemExit(f"{args.data} has no split {args.split!r}; it has {list(dataset)}")
@@ -71,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     samples = split.select(range(min(args.limit or len(split), len(split))))
     if args.model:
         loaded = load_model_dir(args.model, adapter=args.adapter)
-        decide, codec = transformers_decider(loaded), loaded.codec
+        decide, codec = transformers_decider(
+            loaded, trajectory_decoding=args.trajectory_decoding), loaded.codec
     else:
         if not args.model_dir:
             raise SystemExit("--endpoint needs --model-dir (the served model's directory)")
@@ -79,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
         name = args.served_name or args.model_dir
         client = VLAClient.for_model_dir(args.endpoint, name, args.model_dir)
-        decide, codec = endpoint_decider(client), load_codec_of(args.model_dir)
+        decide, codec = (endpoint_decider(client, args.trajectory_decoding),
+                         load_codec_of(args.model_dir))
     concurrency = args.concurrency or (8 if args.endpoint else 1)
     result = evaluate_open_loop(decide, samples, codec.spec.hz, k=args.k,
                                 shortcut=not args.no_shortcut, progress=not args.json,

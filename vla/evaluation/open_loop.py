@@ -163,24 +163,29 @@ def evaluate_open_loop(decide, samples, hz: float, k: int = 6,
     return out
 
 
-def transformers_decider(loaded, max_reasoning_tokens: int = 96):
+def transformers_decider(loaded, max_reasoning_tokens: int = 96,
+                         trajectory_decoding: str = "greedy"):
+    """Decisions from transformers; the greedy one with ``trajectory_decoding``."""
     from vla.model.generate import generate_decision
 
     def decide(sample, n, temperature):
         if temperature == 0.0:
-            return [generate_decision(loaded, sample,
-                                      max_reasoning_tokens=max_reasoning_tokens).decision]
+            return [generate_decision(loaded, sample, max_reasoning_tokens=max_reasoning_tokens,
+                                      trajectory_decoding=trajectory_decoding).decision]
         return [generate_decision(loaded, sample, do_sample=True, temperature=temperature,
                                   seed=i, max_reasoning_tokens=max_reasoning_tokens).decision
                 for i in range(n)]
     return decide
 
 
-def endpoint_decider(client):
-    """Requests carry no seed: vLLM 0.32's CPU worker fails ("CPU Generator does not use
+def endpoint_decider(client, trajectory_decoding: str = "greedy"):
+    """Decisions from a vLLM endpoint; the greedy one with ``trajectory_decoding``.
+
+    Requests carry no seed: vLLM 0.32's CPU worker fails ("CPU Generator does not use
     offset") when a seeded request is in a batch whose prefill is split into chunks, which
     several concurrent multi-image prompts cause."""
     def decide(sample, n, temperature):
-        result = client.decide_sync(sample, n=n, temperature=temperature)
+        extra = {"trajectory_decoding": trajectory_decoding} if temperature == 0.0 else {}
+        result = client.decide_sync(sample, n=n, temperature=temperature, **extra)
         return [c.decision for c in result.completions]
     return decide

@@ -6,6 +6,11 @@ import time
 from dataclasses import dataclass
 
 from vla.model.constraints import GrammarLogitsProcessor, OutputGrammar
+from vla.model.expected_entry import (
+    ExpectedEntryLogitsProcessor,
+    check_trajectory_decoding,
+    entry_features_of,
+)
 from vla.model.loading import LoadedModel
 from vla.model.parser import Decision, ParseError, parse_output
 from vla.model.prompting import chat_prompt
@@ -39,16 +44,29 @@ def prompt_inputs(processor, sample: dict):
 
 def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = True,
                       do_sample: bool = False, temperature: float = 1.0, seed: int = 0,
-                      max_reasoning_tokens: int = 96, with_margins: bool = False) -> Generation:
-    """Generate one output for ``sample`` and parse it (the error is kept, not raised)."""
+                      max_reasoning_tokens: int = 96, with_margins: bool = False,
+                      trajectory_decoding: str = "greedy") -> Generation:
+    """Generate one output for ``sample`` and parse it (the error is kept, not raised).
+
+    ``trajectory_decoding="expected"`` writes each trajectory token as the codebook entry
+    nearest the model's expected entry (:mod:`vla.model.expected_entry`); it needs the
+    grammar and greedy decoding of the rest.
+    """
     import torch
     from transformers import LogitsProcessorList
 
+    check_trajectory_decoding(trajectory_decoding)
+    expected = trajectory_decoding == "expected"
+    if expected and (do_sample or not constrained):
+        raise ValueError("expected-entry trajectory decoding needs constrained greedy decoding")
     inputs = prompt_inputs(loaded.processor, sample).to(loaded.model.device)
     prompt_len = inputs["input_ids"].shape[1]
     grammar = grammar_for(loaded, max_reasoning_tokens)
     processors = LogitsProcessorList(
         [GrammarLogitsProcessor(grammar, prompt_len)] if constrained else [])
+    if expected:
+        processors.append(ExpectedEntryLogitsProcessor(entry_features_of(loaded.codec),
+                                                       grammar.ids.traj_ids))
     torch.manual_seed(seed)
     start = time.perf_counter()
     with torch.no_grad():

@@ -20,6 +20,7 @@ import httpx
 from PIL import Image
 
 from vla.model.constraints import lark_grammar
+from vla.model.expected_entry import check_trajectory_decoding, entry_features_of
 from vla.model.parser import Decision, ParseError, parse_output
 from vla.model.prompting import messages
 from vla.serving.chat import image_data_uri
@@ -115,7 +116,15 @@ class VLAClient:
 
     def request_body(self, sample: dict, n: int = 1, temperature: float = 1.0,
                      top_p: float = 1.0, max_tokens: int = 160, seed: int | None = None,
-                     constrained: bool = True) -> dict:
+                     constrained: bool = True, trajectory_decoding: str = "greedy") -> dict:
+        """The chat-completions body; ``trajectory_decoding="expected"`` asks the server for
+        expected-entry trajectory tokens (:mod:`vla.serving.logits`), greedy and constrained."""
+        check_trajectory_decoding(trajectory_decoding)
+        if trajectory_decoding == "expected":
+            if temperature != 0 or not constrained:
+                raise RequestError("trajectory_decoding=expected needs temperature 0 and the "
+                                   "output grammar")
+            entry_features_of(self.codec)  # a codec without entries is refused here
         images = validate_sample(sample, self.images_per_prompt)
         chat = messages(sample, images, lambda im: {
             "type": "image_url", "image_url": {"url": image_data_uri(im)}})
@@ -126,6 +135,8 @@ class VLAClient:
             body["seed"] = seed
         if constrained:
             body["structured_outputs"] = {"grammar": self.lark}
+        if trajectory_decoding != "greedy":
+            body["vllm_xargs"] = {"trajectory_decoding": trajectory_decoding}
         return body
 
     @cached_property

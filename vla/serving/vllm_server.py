@@ -26,6 +26,10 @@ class ServerError(RuntimeError):
     """The vLLM server did not start, or did not stop cleanly."""
 
 
+# expected-entry trajectory decoding, per request (vla.serving.logits; imports vLLM, so named)
+LOGITS_PROCESSOR = "vla.serving.logits:ExpectedEntryProcessor"
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """How to start ``vllm serve`` for one model directory.
@@ -109,6 +113,7 @@ class VLLMServer:
             "--limit-mm-per-prompt", json.dumps({"image": c.images_per_prompt}),
             "--generation-config", "vllm",
             "--middleware", "vla.serving.middleware.reject_oversized_images",
+            "--logits-processors", LOGITS_PROCESSOR,
         ]
         if c.api_key:
             cmd += ["--api-key", c.api_key]

@@ -50,6 +50,8 @@ class RunConfig:
     eval_samples: int = 64           # validation at the end of the stage; 0 skips it
     max_reasoning_tokens: int = 96
     dataloader_workers: int = 0
+    trajectory_loss_weight: float = 1.0  # weight of each trajectory token in the mean loss
+    trajectory_decoding: str = "greedy"  # in the validation: greedy | expected (entry)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -67,6 +69,12 @@ class RunConfig:
             raise ValueError("eval_samples and dataloader_workers must be >= 0")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        from vla.model.expected_entry import check_trajectory_decoding
+
+        check_trajectory_decoding(self.trajectory_decoding)
+        if not self.trajectory_loss_weight > 0:
+            raise ValueError(f"trajectory_loss_weight must be > 0, "
+                             f"got {self.trajectory_loss_weight}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 

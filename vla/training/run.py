@@ -169,7 +169,8 @@ def run_stage(config: RunConfig, console=None) -> dict:
             console.print(f"resuming from {last} ({dropped} log records after it dropped)")
     trainer = SpanLossTrainer(model=model, args=args, train_dataset=dataset["train"],
                               data_collator=Collator(processor, codec, config.blank_images),
-                              callbacks=[JsonlLogger(log_path)], trajectory_token_ids=traj_ids)
+                              callbacks=[JsonlLogger(log_path)], trajectory_token_ids=traj_ids,
+                              trajectory_loss_weight=config.trajectory_loss_weight)
     output = trainer.train(resume_from_checkpoint=str(last) if last else None)
     final = config.final_dir
     trainer.save_model(str(final))
@@ -218,8 +219,11 @@ def validate_stage(config: RunConfig, split, console) -> dict:
     samples = split.select(range(min(config.eval_samples, len(split))))
     (config.out_dir / "validation.jsonl").unlink(missing_ok=True)
     out = validate(loaded, samples, config.max_reasoning_tokens, config.blank_images,
-                   trace_path=config.out_dir / "validation.jsonl")
+                   trace_path=config.out_dir / "validation.jsonl",
+                   trajectory_decoding=config.trajectory_decoding)
     label = f"stage {config.stage}" + (" (blank images)" if config.blank_images else "")
+    if config.trajectory_decoding != "greedy":
+        label += f", {config.trajectory_decoding} entry"
     console.print(results_table({label: out["model"], **out["baselines"]},
                                 f"validation on {config.eval_split} ({len(samples)} samples)"))
     return {"split": config.eval_split, "samples": len(samples), "model": out["model"],

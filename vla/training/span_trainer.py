@@ -2,7 +2,10 @@
 
 ``SpanLossTrainer.compute_loss`` computes the usual next-token cross-entropy over the
 assistant's output (the collator masks the prompt; the output head runs only from the
-first labelled position on) and, from the same logits, the mean
+first labelled position on), optionally as a weighted mean in which each trajectory-span
+token counts ``trajectory_loss_weight`` times (the trajectory is a few tokens against a
+reasoning of dozens, so at equal weight the text dominates the gradient), and, from the same
+logits, the unweighted mean
 loss on the reasoning, the meta-action and the trajectory tokens, and the accuracy of the
 arg-max on the trajectory tokens. These are averaged over the steps between two logging
 events and added to the Trainer's own log record (loss, learning rate, grad norm), which
@@ -26,10 +29,12 @@ LOG_FILE = "train_log.jsonl"
 class SpanLossTrainer(Trainer):
     loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean
 
-    def __init__(self, *args, trajectory_token_ids, **kwargs):
+    def __init__(self, *args, trajectory_token_ids, trajectory_loss_weight: float = 1.0,
+                 **kwargs):
         import torch
 
         super().__init__(*args, **kwargs)
+        self.trajectory_loss_weight = float(trajectory_loss_weight)
         ids = torch.as_tensor(list(trajectory_token_ids), dtype=torch.long)
         self._is_traj = torch.zeros(int(ids.max()) + 1, dtype=torch.bool)
         self._is_traj[ids] = True  # token id -> is a <traj_k> token
@@ -51,8 +56,11 @@ class SpanLossTrainer(Trainer):
         target, span = labels[:, first:], spans[:, first:]
         per_token = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE,
                                     reduction="none")
-        mask = target != IGNORE
-        loss = per_token.sum() / mask.sum().clamp(min=1)
+        weight = (target != IGNORE).float()
+        if self.trajectory_loss_weight != 1.0:
+            weight = torch.where(span == SPANS["trajectory"],
+                                 weight * self.trajectory_loss_weight, weight)
+        loss = (per_token * weight).sum() / weight.sum().clamp(min=1)
         if model.training:
             with torch.no_grad():
                 for name, sid in SPANS.items():

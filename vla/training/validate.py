@@ -62,8 +62,12 @@ def baseline_metrics(samples, spec: TrajectorySpec) -> dict[str, dict]:
 
 
 def validate(loaded, samples, max_reasoning_tokens: int = 96, blank_images: bool = False,
-             trace_path: str | Path | None = None, progress: bool = True) -> dict:
-    """Greedy constrained outputs on ``samples``; metrics, baselines and per-sample records."""
+             trace_path: str | Path | None = None, progress: bool = True,
+             trajectory_decoding: str = "greedy") -> dict:
+    """Greedy constrained outputs on ``samples``; metrics, baselines and per-sample records.
+
+    ``trajectory_decoding`` picks how the trajectory tokens are chosen (see
+    :func:`vla.model.generate.generate_decision`)."""
     from tqdm import tqdm
 
     from vla.evaluation.open_loop import decision_metrics
@@ -75,7 +79,8 @@ def validate(loaded, samples, max_reasoning_tokens: int = 96, blank_images: bool
     for sample in tqdm(samples, desc="validation", disable=not progress, leave=False):
         if blank_images:
             sample = {**sample, "images": blank_like(sample["images"])}
-        gen = generate_decision(loaded, sample, max_reasoning_tokens=max_reasoning_tokens)
+        gen = generate_decision(loaded, sample, max_reasoning_tokens=max_reasoning_tokens,
+                                trajectory_decoding=trajectory_decoding)
         row = {"sample_id": sample["sample_id"], "scenario": sample["scenario"],
                "parsed": gen.decision is not None}
         if gen.decision is not None:

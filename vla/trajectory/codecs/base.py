@@ -108,6 +108,11 @@ class TrajectoryCodec(ABC):
         """A guaranteed error bound (m) where the algorithm gives one, else None."""
         return None
 
+    def entry_features(self) -> np.ndarray | None:
+        """``(vocab_size, D)``: each id as a point of a space where averaging means something,
+        for codecs whose ids are entries of one codebook; None for the others (default)."""
+        return None
+
     # -- the public interface --------------------------------------------------------------
     def fit(self, trajectories: Sequence[np.ndarray] | np.ndarray,
             ego_states: Sequence[EgoState] | None = None) -> TrajectoryCodec:

@@ -179,6 +179,12 @@ class KMeansSegmentCodec(TrajectoryCodec):
             self.residuals[empty, :, 2] = c[:, 2 * L:3 * L] / _YAW_SCALE_M
             self.dspeed[empty] = c[:, -1] / self.config.segment_s
 
+    def entry_features(self) -> np.ndarray:
+        """Each entry in the k-means space: its offsets from the prior, yaw change scaled to
+        metres and end-speed change times the segment length."""
+        self._require_fit()
+        return self._features(self.residuals, self.dspeed)
+
     # -- rollout -------------------------------------------------------------------------------
     def _apply(self, state: np.ndarray, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Apply ``entries`` (...) to states (..., 5: x, y, yaw, speed, prior acceleration):
