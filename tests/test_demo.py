@@ -5,9 +5,11 @@ read, a re-run reuses everything without a server, and a missing stage output is
 import json
 import re
 
+import pytest
+import torch
 from rich.console import Console
 
-from vla.demo import DemoConfig, run_demo
+from vla.demo import DemoConfig, run_demo, torch_threads
 
 SUMMARY_KEYS = {"parse_rate", "decision_accuracy", "consistency_sft", "consistency_grpo",
                 "ade_3s_model", "ade_3s_constant_velocity", "closed_loop", "stage_seconds",
@@ -27,7 +29,9 @@ def test_demo_runs_resumes_and_redoes_only_what_is_missing(tmp_path):
     config = DemoConfig(out=tmp_path / "demo", episodes=5, workers=1, grpo_steps=1,
                         eval_samples=4, open_loop_samples=4, open_loop_k=2,
                         closed_loop_episodes=1, stage1_steps=2, stage2_steps=2)
+    threads = torch.get_num_threads()
     first, _ = _run(config)
+    assert torch.get_num_threads() == threads  # stages 1 and 2 used their own, then gave back
     assert set(first) >= SUMMARY_KEYS
     assert list(first["stage_seconds"]) == STAGES
     assert all(seconds > 0 for seconds in first["stage_seconds"].values())
@@ -69,3 +73,15 @@ def test_demo_runs_resumes_and_redoes_only_what_is_missing(tmp_path):
     assert {k: v for k, v in built.items() if k not in redone} == \
         {k: v for k, v in first["stage_seconds_when_built"].items() if k not in redone}
     assert set(third["closed_loop"]) == {"model", "expert", "constant-velocity"}
+
+
+def test_demo_config_refuses_bad_values_and_training_threads_are_given_back():
+    with pytest.raises(ValueError, match="train_threads must be >= 1"):
+        DemoConfig(train_threads=0)
+    with pytest.raises(ValueError, match="episodes must be >= 3"):
+        DemoConfig(episodes=2)
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"), torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

@@ -133,7 +133,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(DemoConfig(out=Path(args.out), scale=args.scale, episodes=args.episodes,
                         grpo_steps=args.grpo_steps, stage1_steps=args.stage1_steps,
-                        stage2_steps=args.stage2_steps))
+                        stage2_steps=args.stage2_steps, train_threads=args.train_threads))
     return 0
 
 
@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stage-1 steps (default: train/configs/<scale>_stage1.yaml)")
     p.add_argument("--stage2-steps", type=int, default=None,
                    help="stage-2 steps (default: train/configs/<scale>_stage2.yaml)")
+    p.add_argument("--train-threads", type=int, default=2,
+                   help="torch threads for stages 1 and 2 (nothing else runs beside them)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

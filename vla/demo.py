@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,9 @@ class DemoConfig:
     closed_loop_episodes: int = 4
     stage1_steps: int | None = None  # None: the preset's stage config decides
     stage2_steps: int | None = None
+    # torch threads for stages 1 and 2, which run alone; every later stage runs beside the
+    # vLLM server and keeps the process's setting (OMP_NUM_THREADS, 1 in the Makefile)
+    train_threads: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -63,7 +67,7 @@ class DemoConfig:
             raise ValueError(f"episodes must be >= 3, got {self.episodes}")
         optional = ("stage1_steps", "stage2_steps")
         for name in ("grpo_steps", "eval_samples", "open_loop_samples", "closed_loop_episodes",
-                     *optional):
+                     "train_threads", *optional):
             value = getattr(self, name)
             if not (value is None and name in optional) and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -84,6 +88,19 @@ class _Stages:
         if built:
             self.built[stage] = self.seconds[stage]
         self.console.print(f"[bold green]✓[/] {stage:<11} {self.seconds[stage]:7.1f} s  {note}")
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch intra-op threads, then restore the previous number."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _stage_config(name: str, scale: str, **paths):
@@ -137,7 +154,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
                               out=stage1_dir, eval_samples=0,
                               **config.steps_override("stage1"))
     built = finished_result(s1_config) is None
-    s1 = run_stage(s1_config, console)
+    with torch_threads(config.train_threads):
+        s1 = run_stage(s1_config, console)
     stages.finish("stage1", start, f"{s1['global_step']} steps, full fine-tuning", built)
     base = Path(s1["final"])
 
@@ -146,7 +164,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
                               eval_samples=config.eval_samples,
                               **config.steps_override("stage2"))
     built = finished_result(s2_config) is None
-    s2 = run_stage(s2_config, console)
+    with torch_threads(config.train_threads):
+        s2 = run_stage(s2_config, console)
     sft = s2["validation"]["model"]
     stages.finish("stage2", start, f"{s2['global_step']} LoRA steps; test: parse "
                                    f"{sft['parse_rate']:.3f}, consistency {sft['consistency']:.3f}",
