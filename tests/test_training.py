@@ -247,3 +247,30 @@ def test_two_process_runs(launch, tiny_model_dir, small_data_dir, tmp_path):
     initial = load_model_dir(tiny_model_dir).model.state_dict()
     changed = [k for k in initial if not np.allclose(trained[k].numpy(), initial[k].numpy())]
     assert len(changed) > len(initial) // 2  # full fine-tuning moved most tensors
+
+
+def test_the_validation_table_labels_each_run_and_refuses_mixed_samples(tmp_path):
+    from vla.training.report import markdown_table
+    from vla.training.run import RESULT_FILE
+
+    metrics = {"parse_rate": 1.0, "ade_3s": 1.5}
+    baselines = {"constant-velocity": {"ade_3s": 1.7}}
+
+    def run(name, samples=200, **config):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / RESULT_FILE).write_text(json.dumps({
+            "global_step": 40, "config": {"stage": "sft", "blank_images": False, **config},
+            "validation": {"split": "test", "samples": samples, "model": metrics,
+                           "baselines": baselines}}))
+        return folder
+
+    table = markdown_table([run("greedy"), run("expected", trajectory_decoding="expected"),
+                            run("blank", blank_images=True)])
+    rows = table.splitlines()
+    assert rows[2] == "| greedy (sft, 40 steps) | 1.000 | – | – | – | 1.500 | – | – | – |"
+    assert rows[3].startswith("| expected (sft, 40 steps, expected-entry trajectory) |")
+    assert rows[4].startswith("| blank (sft, 40 steps, blank images) |")
+    assert rows[5].startswith("| constant-velocity | – |") and "test split, 200 samples" in table
+    with pytest.raises(ValueError, match="different samples"):
+        markdown_table([tmp_path / "greedy", run("other", samples=100)])

@@ -24,6 +24,8 @@ def markdown_table(run_dirs: list[str | Path]) -> str:
             raise ValueError(f"{run} ran without validation (eval_samples=0)")
         config = result["config"]
         name = f"{run.name} ({config['stage']}, {result['global_step']} steps"
+        if config.get("trajectory_decoding", "greedy") != "greedy":
+            name += f", {config['trajectory_decoding']}-entry trajectory"
         name += ", blank images)" if config["blank_images"] else ")"
         lines.append(_row(name, val["model"]))
         samples.add((val["split"], val["samples"]))
@@ -33,4 +35,5 @@ def markdown_table(run_dirs: list[str | Path]) -> str:
     if len(samples) > 1:
         raise ValueError(f"the runs were validated on different samples: {sorted(samples)}")
     split, n = samples.pop()
-    return "\n".join(lines) + f"\n\n{split} split, {n} samples, greedy constrained decoding."
+    return "\n".join(lines) + (f"\n\n{split} split, {n} samples, greedy constrained decoding "
+                               "(of the trajectory tokens too unless the row says otherwise).")
