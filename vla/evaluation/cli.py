@@ -68,14 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from vla.data.build import load_dataset_dir
     from vla.evaluation.open_loop import endpoint_decider, evaluate_open_loop, transformers_decider
     from vla.model.expected_entry import entry_features_of
-    from vla.model.loading import load_codec_of, load_model_dir
+    from vla.model.loading import load_model_dir
 
-    if args.trajectory_decoding == "expected" and (args.model or args.model_dir):
-        codec = load_codec_of(args.model or args.model_dir)
-        try:
-            entry_features_of(codec)
-        except ValueError as exc:
-            raise SystemExit(f"--trajectory-decoding expected: {exc}") from None
     dataset, _ = load_dataset_dir(args.data)
     if args.split not in dataset:
         raise SystemExit(f"{args.data} has no split {args.split!r}; it has {list(dataset)}")
@@ -92,8 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
         name = args.served_name or args.model_dir
         client = VLAClient.for_model_dir(args.endpoint, name, args.model_dir)
-        decide, codec = (endpoint_decider(client, args.trajectory_decoding),
-                         load_codec_of(args.model_dir))
+        decide, codec = endpoint_decider(client, args.trajectory_decoding), client.codec
+    if args.trajectory_decoding == "expected":
+        try:
+            entry_features_of(codec)
+        except ValueError as exc:
+            raise SystemExit(f"--trajectory-decoding expected: {exc}") from None
     concurrency = args.concurrency or (8 if args.endpoint else 1)
     result = evaluate_open_loop(decide, samples, codec.spec.hz, k=args.k,
                                 shortcut=not args.no_shortcut, progress=not args.json,

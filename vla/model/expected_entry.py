@@ -26,10 +26,15 @@ import numpy as np
 TRAJECTORY_DECODINGS = ("greedy", "expected")
 
 
-def check_trajectory_decoding(name: str) -> str:
+def check_trajectory_decoding(name: str, greedy: bool = True, constrained: bool = True) -> str:
+    """``name`` if it is a known decoding usable with this request (expected-entry decoding
+    needs greedy decoding under the output grammar), else a ValueError saying why."""
     if name not in TRAJECTORY_DECODINGS:
         raise ValueError(f"trajectory decoding must be one of {TRAJECTORY_DECODINGS}, "
                          f"got {name!r}")
+    if name == "expected" and not (greedy and constrained):
+        raise ValueError("trajectory_decoding=expected needs constrained greedy decoding "
+                         "(temperature 0, the output grammar)")
     return name
 
 

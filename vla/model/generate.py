@@ -55,10 +55,8 @@ def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = Tru
     import torch
     from transformers import LogitsProcessorList
 
-    check_trajectory_decoding(trajectory_decoding)
+    check_trajectory_decoding(trajectory_decoding, greedy=not do_sample, constrained=constrained)
     expected = trajectory_decoding == "expected"
-    if expected and (do_sample or not constrained):
-        raise ValueError("expected-entry trajectory decoding needs constrained greedy decoding")
     inputs = prompt_inputs(loaded.processor, sample).to(loaded.model.device)
     prompt_len = inputs["input_ids"].shape[1]
     grammar = grammar_for(loaded, max_reasoning_tokens)

@@ -119,11 +119,11 @@ class VLAClient:
                      constrained: bool = True, trajectory_decoding: str = "greedy") -> dict:
         """The chat-completions body; ``trajectory_decoding="expected"`` asks the server for
         expected-entry trajectory tokens (:mod:`vla.serving.logits`), greedy and constrained."""
-        check_trajectory_decoding(trajectory_decoding)
+        try:
+            check_trajectory_decoding(trajectory_decoding, temperature == 0, constrained)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
         if trajectory_decoding == "expected":
-            if temperature != 0 or not constrained:
-                raise RequestError("trajectory_decoding=expected needs temperature 0 and the "
-                                   "output grammar")
             entry_features_of(self.codec)  # a codec without entries is refused here
         images = validate_sample(sample, self.images_per_prompt)
         chat = messages(sample, images, lambda im: {

@@ -28,16 +28,16 @@ def _rule_for(model_dir: Path) -> ExpectedEntryLogitsProcessor | None:
     """The rule for the vla model in ``model_dir``; None when its codec has no entry space."""
     from transformers import AutoTokenizer
 
+    from vla.model.constraints import GrammarIds
     from vla.model.loading import load_codec_of
-    from vla.model.trajectory_tokens import trajectory_token
 
     codec = load_codec_of(model_dir)
     features = codec.entry_features()
     if features is None:
         return None
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    ids = tokenizer.convert_tokens_to_ids([trajectory_token(i) for i in range(codec.vocab_size)])
-    return ExpectedEntryLogitsProcessor(features, ids)
+    return ExpectedEntryLogitsProcessor(
+        features, GrammarIds.from_tokenizer(tokenizer, codec.vocab_size).traj_ids)
 
 
 class ExpectedEntryProcessor(AdapterLogitsProcessor):
@@ -52,10 +52,8 @@ class ExpectedEntryProcessor(AdapterLogitsProcessor):
 
     @classmethod
     def validate_params(cls, sampling_params):
-        decoding = requested_decoding(sampling_params)
-        check_trajectory_decoding(decoding)
-        if decoding == "expected" and sampling_params.temperature != 0:
-            raise ValueError("trajectory_decoding=expected needs temperature 0 (greedy)")
+        check_trajectory_decoding(requested_decoding(sampling_params),
+                                  greedy=sampling_params.temperature == 0)
 
     def is_argmax_invariant(self) -> bool:
         return False

@@ -18,6 +18,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from vla.model.expected_entry import check_trajectory_decoding
+
 STAGES = ("inject", "sft")
 TRAIN_SCOPES = ("all", "new_rows")
 
@@ -69,8 +71,6 @@ class RunConfig:
             raise ValueError("eval_samples and dataloader_workers must be >= 0")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        from vla.model.expected_entry import check_trajectory_decoding
-
         check_trajectory_decoding(self.trajectory_decoding)
         if not self.trajectory_loss_weight > 0:
             raise ValueError(f"trajectory_loss_weight must be > 0, "
