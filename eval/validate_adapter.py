@@ -1,13 +1,18 @@
 """Greedy constrained validation of a model (optionally + a LoRA adapter) on a data split.
 
 python eval/validate_adapter.py --model runs/tiny/stage1/model --adapter runs/tiny/grpo/adapter \\
-    --data runs/tiny/data [--split test] [--samples 128] [--trajectory-decoding expected] [--json]
+    --data runs/tiny/data [--split test] [--samples 128] [--seed 0] \\
+    [--trajectory-decoding expected] [--json]
+
+The samples are drawn at random from the split, stratified by scenario (the same seed, the
+same samples).
 """
 
 import argparse
 import json
 
 from vla.data.build import load_dataset_dir
+from vla.data.subsets import stratified_subset, subset_record
 from vla.model.expected_entry import TRAJECTORY_DECODINGS
 from vla.model.loading import load_model_dir
 from vla.training.validate import results_table, validate
@@ -19,23 +24,28 @@ def main() -> None:
     parser.add_argument("--adapter")
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="test")
-    parser.add_argument("--samples", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=128,
+                        help="drawn at random, stratified by scenario")
+    parser.add_argument("--seed", type=int, default=0, help="of the --samples draw")
     parser.add_argument("--trajectory-decoding", choices=TRAJECTORY_DECODINGS, default="greedy")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     dataset, _ = load_dataset_dir(args.data)
     split = dataset[args.split]
-    samples = split.select(range(min(args.samples, len(split))))
+    samples, indices = stratified_subset(split, args.samples, args.seed, return_indices=True)
     out = validate(load_model_dir(args.model, adapter=args.adapter), samples,
                    trajectory_decoding=args.trajectory_decoding)
     if args.json:
-        print(json.dumps({"model": out["model"], "baselines": out["baselines"]}))
+        print(json.dumps({"model": out["model"], "baselines": out["baselines"],
+                          "subset": {"split": args.split,
+                                     **subset_record(indices, args.seed, len(split))}}))
         return
     from rich.console import Console
 
     Console(width=140).print(results_table({args.adapter or args.model: out["model"],
                                             **out["baselines"]},
-                                           f"{args.split}, {len(samples)} samples"))
+                                           f"{args.split}, {len(samples)} samples "
+                                           f"(stratified by scenario, seed {args.seed})"))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,18 @@ def test_build_meets_the_label_and_image_targets(built):
     assert report["label_derived_agreement"] >= 0.90
     assert report["blank_images"] == 0 and report["checked_images"] > 50
     assert report["keyframes_per_min_per_core"] > 0
+    # episodes per event and split, read from the rows, agree with what the build recorded
+    assert meta["split"] == "by episode, stratified by event"
+    assert report["split_events"] == {s: c for s, c in meta["split_events"].items() if c}
+    totals = {}
+    for counts in report["split_events"].values():
+        for event, n in counts.items():
+            totals[event] = totals.get(event, 0) + n
+    assert sum(totals.values()) == report["episodes"]
+    for event, n in totals.items():
+        if n >= 3:  # every event with three episodes is in validation and test
+            assert report["split_events"]["validation"].get(event)
+            assert report["split_events"]["test"].get(event)
 
 
 def test_samples_hold_cameras_history_future_label_and_cache(built):

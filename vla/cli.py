@@ -54,7 +54,7 @@ def _cmd_model_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from vla.serving.vllm_server import ServerConfig, VLLMServer
+    from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
 
     adapters = []
     for spec in args.adapter:
@@ -66,7 +66,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           served_model_name=args.name, api_key=args.api_key,
                           images_per_prompt=args.images_per_prompt,
                           max_model_len=args.max_model_len, adapters=tuple(adapters),
-                          enable_lora=True)
+                          enable_lora=True, max_lora_rank=max(
+                              (lora_rank_of(path) for _, path in adapters),
+                              default=ServerConfig.max_lora_rank))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -121,7 +123,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
                                      images_per_prompt=len(meta["cameras"]) * meta["frames"],
                                      api_key=args.api_key, concurrency=args.concurrency)
     stats = run_rollouts(client, dataset[args.split], args.n, args.out,
-                         temperature=args.temperature, limit=args.limit)
+                         temperature=args.temperature, limit=args.limit, seed=args.seed)
     print(f"{stats['samples']} samples, {stats['completions']} completions "
           f"({stats['parsed']} parsed), {stats['skipped']} skipped as already done, "
           f"{stats['errors']} errors -> {args.out}")
@@ -215,10 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--limit", type=int, default=None, help="only the first K samples")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only K samples, drawn at random, stratified by scenario")
+    p.add_argument("--seed", type=int, default=0, help="of the --limit draw")
     p.add_argument("--served-name", default=None)
     p.add_argument("--api-key", default=None)
     p.set_defaults(func=_cmd_rollout)
+
+    from vla.rl.audit import add_rewards_parser
+
+    add_rewards_parser(sub)
 
     from vla.evaluation.cli import add_parser as add_eval_parser
 

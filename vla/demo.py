@@ -239,12 +239,13 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
     from vla.evaluation.scenarios import load_scenario_set
     from vla.rl.grpo import GRPOConfig, run_grpo, swap_adapter
     from vla.serving.client import VLAClient
-    from vla.serving.vllm_server import ServerConfig, VLLMServer
+    from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
     from vla.stack_check import hf_forward, query_server, synthetic_camera_images
 
     start = time.perf_counter()
     per_prompt = len(data_meta["cameras"]) * data_meta["frames"]
     server = VLLMServer(ServerConfig(model=base, served_model_name="vla-base", enable_lora=True,
+                                     max_lora_rank=lora_rank_of(sft_adapter),
                                      images_per_prompt=max(per_prompt, 2), max_model_len=4096),
                         log_path=config.out / "logs" / "vllm_server.log")
     preset = get_preset(config.scale)
@@ -280,8 +281,10 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
         start = time.perf_counter()
         open_loop_built = open_loop is None
         if open_loop_built:
+            from vla.data.subsets import stratified_subset
+
             test = dataset["test"]
-            samples = test.select(range(min(config.open_loop_samples, len(test))))
+            samples = stratified_subset(test, config.open_loop_samples)
             open_loop = evaluate_open_loop(endpoint_decider(client), samples, 10.0,
                                            k=config.open_loop_k, shortcut=False,
                                            concurrency=8,

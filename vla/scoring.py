@@ -6,8 +6,10 @@
 - off-road: an ego centre farther than half a lane width (plus ``margin_m``) from every lane
   centreline in the cache (the drivable area is the union of lane strips); poses beyond the
   lanes the cache holds (it keeps those near the ego at t0) are not judged;
-- progress: how far along the route centreline the trajectory ends, over how far the ground
-  truth ends (1 = as far as the expert; capped at ``progress_cap``).
+- progress: how far along the reference path (the expert's lane-level plan cut to the
+  horizon, :mod:`vla.data.metric_cache`) the trajectory ends, over how far the ground truth
+  ends (1 = as far as the expert; capped at ``progress_cap``); a lane change on either side
+  does not change it, since both project onto the same path.
 
 Simplifications: agents keep their logged futures (no reaction to the candidate), lanes are
 polylines of constant width, and only the ego centre is tested for off-road.

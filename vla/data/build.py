@@ -2,10 +2,10 @@
 
 Episodes are simulated in worker processes (one seed each, derived from the build
 seed), turned into samples, split by episode (never by frame) into train /
-validation / test, and saved with ``DatasetDict.save_to_disk`` into a temporary
-folder next to the output, which is renamed into place only when complete: a killed
-build never leaves a folder that looks like a data set. The same seed gives the same
-data set.
+validation / test within each scripted event (see :func:`split_by_event`), and saved
+with ``DatasetDict.save_to_disk`` into a temporary folder next to the output, which is
+renamed into place only when complete: a killed build never leaves a folder that looks
+like a data set. The same seed gives the same data set.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -95,16 +96,65 @@ def _episode_job(args):
     return index, spec.event, rows, None, time.perf_counter() - start
 
 
-def _split_of(episodes: int, fractions, seed: int) -> list[str]:
-    order = np.random.default_rng(seed + 7919).permutation(episodes)
-    n_val = max(1, int(round(fractions[1] * episodes)))
-    n_test = max(1, int(round(fractions[2] * episodes)))
-    n_train = episodes - n_val - n_test
-    split = [""] * episodes
-    for rank, i in enumerate(order):
-        split[i] = "train" if rank < n_train else "validation" if rank < n_train + n_val \
-            else "test"
+SPLIT_METHOD = "by episode, stratified by event"
+MIN_EPISODES_TO_STRATIFY = 3  # one each for train, validation and test
+
+
+def split_by_event(events: dict[int, str], fractions=(0.8, 0.1, 0.1),
+                   seed: int = 0) -> dict[int, str]:
+    """The split of each episode (``{episode index: event}`` in, ``{episode index: split}`` out).
+
+    Episodes are split within each event: an event with at least 3 episodes puts at least one
+    in validation and one in test and the rest by ``fractions`` (rounded), after a permutation
+    seeded by ``seed`` and the event's name; an event with fewer episodes goes to train. Pass
+    only the episodes kept after simulation, so that a dropped episode cannot empty an event
+    in validation or test. Should validation or test still be empty (a small build where no
+    event has 3 episodes), it takes one episode from the event with the most train episodes
+    while train keeps at least one. The same input and seed give the same split.
+    """
+    by_event: dict[str, list[int]] = {}
+    for index in sorted(events):
+        by_event.setdefault(events[index], []).append(index)
+    split: dict[int, str] = {}
+    train_order: dict[str, list[int]] = {}  # each event's train episodes, in permuted order
+    for event in sorted(by_event):
+        indices = by_event[event]
+        rng = np.random.default_rng([seed, 7919, zlib.crc32(event.encode())])
+        order = [indices[i] for i in rng.permutation(len(indices))]
+        n_val = n_test = 0
+        if len(order) >= MIN_EPISODES_TO_STRATIFY:
+            n_val = max(1, int(round(fractions[1] * len(order))))
+            n_test = max(1, int(round(fractions[2] * len(order))))
+            while n_val + n_test > len(order) - (fractions[0] > 0):
+                if n_val >= n_test and n_val > 1:
+                    n_val -= 1
+                elif n_test > 1:
+                    n_test -= 1
+                else:
+                    break
+        n_train = len(order) - n_val - n_test
+        for rank, index in enumerate(order):
+            split[index] = "train" if rank < n_train else "validation" \
+                if rank < n_train + n_val else "test"
+        train_order[event] = order[:n_train]
+    # a small build: fill an empty validation / test split from the largest train event
+    rng = np.random.default_rng([seed, 7919])
+    tie = {e: float(r) for e, r in zip(sorted(train_order), rng.random(len(train_order)),
+                                       strict=True)}
+    for name in ("validation", "test"):
+        if name in split.values() or sum(len(v) for v in train_order.values()) < 2:
+            continue
+        event = max(train_order, key=lambda e: (len(train_order[e]), tie[e]))
+        split[train_order[event].pop()] = name
     return split
+
+
+def split_events(events: dict[int, str], split: dict[int, str]) -> dict[str, dict[str, int]]:
+    """``{split: {event: episodes}}`` of a split from :func:`split_by_event`."""
+    counts = {s: Counter() for s in SPLITS}
+    for index, name in split.items():
+        counts[name][events[index]] += 1
+    return {s: dict(sorted(counts[s].items())) for s in SPLITS}
 
 
 def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -> dict:
@@ -120,7 +170,6 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
     tmp.mkdir(parents=True)
     specs = episode_specs(config.recipe, config.episodes, config.seed)
     seeds = np.random.default_rng(config.seed).integers(0, 2**31 - 1, size=config.episodes)
-    split_of = _split_of(config.episodes, config.split_fractions, config.seed)
     jobs = [(i, spec, int(seeds[i]), config.samples) for i, spec in enumerate(specs)]
     rows_by_split: dict[str, list] = {s: [] for s in SPLITS}
     dropped: Counter = Counter()
@@ -143,7 +192,10 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
             pool.close()
             pool.join()
     wall = time.perf_counter() - start
-    for index, event, rows, reason, seconds in sorted(results, key=lambda r: r[0]):
+    results.sort(key=lambda r: r[0])
+    kept = {index: event for index, event, rows, _, _ in results if rows is not None}
+    split_of = split_by_event(kept, config.split_fractions, config.seed)
+    for index, event, rows, reason, seconds in results:
         cpu_seconds += seconds
         if rows is None:
             dropped[reason] += 1
@@ -166,6 +218,8 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
         "dropped_by_scenario": dict(dropped_by_scenario),
         "samples": n_samples,
         "split_samples": {s: len(rows_by_split[s]) for s in SPLITS},
+        "split": SPLIT_METHOD,
+        "split_events": split_events(kept, split_of),
         "seed": config.seed,
         "workers": config.workers,
         "build_wall_seconds": round(wall, 1),

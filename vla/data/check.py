@@ -22,6 +22,31 @@ def _blank(image_bytes: bytes) -> bool:
     return float(array.std()) < 2.0
 
 
+def _episodes_per_event(split) -> dict[str, int]:
+    """``{event: episodes}`` of a split (one event per episode)."""
+    columns = split.select_columns(["episode_id", "scenario"])
+    pairs = set(zip(columns["episode_id"], columns["scenario"], strict=True))
+    return dict(sorted(Counter(event for _, event in pairs).items()))
+
+
+def _stratification_problems(events_by_split: dict[str, dict[str, int]]) -> list[str]:
+    """An event with at least 3 episodes in all, present in train, but absent from
+    validation or test (the build splits each event over all three)."""
+    total: Counter = Counter()
+    for counts in events_by_split.values():
+        total.update(counts)
+    problems = []
+    for event in sorted(events_by_split.get("train", {})):
+        if total[event] < 3:
+            continue
+        absent = [s for s in ("validation", "test") if s in events_by_split
+                  and not events_by_split[s].get(event)]
+        if absent:
+            problems.append(f"event {event!r} has {total[event]} episodes but none in "
+                            f"{' or '.join(absent)}")
+    return problems
+
+
 def check_dataset(path, image_sample_every: int = 7) -> dict:
     """Validate schema, images and labels; return the summary (raises nothing on bad rows)."""
     import json
@@ -36,6 +61,7 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
     samples = 0
     blank = checked_images = 0
     episodes_by_split: dict[str, set] = {}
+    events_by_split: dict[str, dict[str, int]] = {}
     for name, split in dataset.items():
         missing = [c for c in REQUIRED if c not in split.column_names]
         if missing:
@@ -47,6 +73,8 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
             weighted[key] += stats[key] * stats["samples"]
         samples += stats["samples"]
         episodes_by_split[name] = set(split["episode_id"])
+        # the scenario column holds the episode's scripted event
+        events_by_split[name] = _episodes_per_event(split)
         raw = split.cast_column("images", split.features["images"].__class__(
             split.features["images"].feature.__class__(decode=False)))
         n_cams = len(meta["cameras"]) * meta["frames"]
@@ -71,6 +99,7 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
             if e in seen:
                 problems.append(f"episode {e} is in both {seen[e]} and {name}")
             seen[e] = name
+    problems += _stratification_problems(events_by_split)
     if blank:
         problems.append(f"{blank} of {checked_images} checked images are blank")
     total = max(samples, 1)
@@ -86,6 +115,7 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
         "keyframes_per_min_per_core": meta["keyframes_per_min_per_core"],
         "checked_images": checked_images,
         "blank_images": blank,
+        "split_events": {s: events_by_split[s] for s in SPLITS if s in events_by_split},
         "distribution": dict(pairs.most_common()),
         "problems": problems,
         "ok": not problems,

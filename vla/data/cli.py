@@ -35,8 +35,17 @@ def _check(args) -> int:
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in report.items():
-            if key not in ("distribution", "problems"):
+            if key not in ("distribution", "problems", "split_events"):
                 table.add_row(key, str(value))
+        splits = list(report["split_events"])
+        events = sorted({e for counts in report["split_events"].values() for e in counts})
+        per_event = Table(title="episodes per event and split")
+        per_event.add_column("event")
+        for split in splits:
+            per_event.add_column(split, justify="right")
+        for event in events:
+            per_event.add_row(event, *(str(report["split_events"][s].get(event, 0))
+                                       for s in splits))
         dist = Table(title="decisions")
         dist.add_column("longitudinal / lateral")
         dist.add_column("samples", justify="right")
@@ -44,6 +53,7 @@ def _check(args) -> int:
             dist.add_row(key, str(value))
         console = Console()
         console.print(table)
+        console.print(per_event)
         console.print(dist)
         for problem in report["problems"]:
             console.print(f"[red]problem:[/] {problem}")

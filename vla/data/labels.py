@@ -14,8 +14,10 @@ never from the trajectory it then drove (that is what the deriver judges):
   the horizon points more than the turn threshold away from its lane at t0.
 
 The critical components name the agent (id, class, position and speed in the ego
-frame, what it did) or the lane / junction rule; the causal sentence cites evidence
-across the two frames (t0 - 0.5 s and t0).
+frame, what it did) or the lane / junction rule, each with the observable ``facts`` the
+sentence states about it (:mod:`vla.reasoning` reads the same facts back from any text);
+the causal sentence cites evidence across the two frames (t0 - 0.5 s and t0) and nothing
+the inputs do not show (no agent ids, no driver's target speed).
 """
 
 from __future__ import annotations
@@ -131,6 +133,11 @@ def _describe(log: EpisodeLog, agent: int, k0: int, k_prev: int) -> dict:
             "frame1_speed_mps": round(float(log.state[agent, k_prev, 3]), 1)}
 
 
+def _side_fact(y: float) -> str:
+    """The fact :func:`_side` states: a vehicle in our lane is ``lead``."""
+    return "lead" if abs(y) < 2.0 else "left" if y > 0 else "right"
+
+
 def _side(y: float) -> str:
     if abs(y) < 2.0:
         return "in our lane"
@@ -169,14 +176,15 @@ def make_label(log: EpisodeLog, k0: int, horizon_steps: int) -> Label:
 
     if lon == "yield":
         place = PLACE.get(log.spec.road, "junction")
-        critical.append({"kind": "rule", "rule": f"{place}_priority"})
+        critical.append({"kind": "rule", "rule": f"{place}_priority", "facts": ["priority", place]})
         if partner is not None and not np.isnan(log.state[partner, k0, 0]):
             a = _describe(log, partner, k0, k_prev)
             a["motion"] = "has_priority"
+            a["facts"] = [_side_fact(a["position_m"][1])]
             critical.insert(0, a)
             d1 = float(np.hypot(*a["frame1_position_m"]))
             d2 = float(np.hypot(*a["position_m"]))
-            sentence = (f"A car (id {partner}) {_side(a['position_m'][1])} has right of way at "
+            sentence = (f"A car {_side(a['position_m'][1])} has right of way at "
                         f"the {place}: it is {d2:.0f} m away, {d1:.0f} m in frame 1 and "
                         f"{d2:.0f} m in frame 2, driving {a['speed_mps']:.0f} m/s, {action}.")
         else:
@@ -198,55 +206,54 @@ def make_label(log: EpisodeLog, k0: int, horizon_steps: int) -> Label:
         name = "stopped vehicle" if log.kind[cause_agent] != "car" else "car"
         if log.kind[cause_agent] != "car" or v2 < 0.5:
             a["motion"] = "stopped"
-            sentence = (f"A {name} (id {cause_agent}) is stopped in our lane {g2:.0f} m ahead: "
+            a["facts"] = ["stopped", "lead"]
+            sentence = (f"A {name} is stopped in our lane {g2:.0f} m ahead: "
                         f"it did not move between frame 1 and frame 2 while the gap shrank from "
                         f"{g1:.0f} m to {g2:.0f} m, {action}.")
         elif abs(y1) - abs(y2) > 0.5 and abs(y1) > 1.5:
             a["motion"] = "cutting_in"
             side = "left" if y1 > 0 else "right"
-            sentence = (f"A car (id {cause_agent}) from the {side} lane is cutting in "
+            a["facts"] = ["cutting_in", side]
+            sentence = (f"A car from the {side} lane is cutting in "
                         f"{g2:.0f} m ahead: its lateral offset went from {abs(y1):.1f} m in "
                         f"frame 1 to {abs(y2):.1f} m in frame 2, {action}.")
-        elif a["accel_mps2"] < -1.0 or v2 < v1 - 0.6:
+        elif (a["accel_mps2"] < -1.0 or v2 < v1 - 0.6) and lon != "accelerate":
+            # (a braking leader we still speed up behind is not why we act: "leading")
             a["motion"] = "braking"
-            sentence = (f"The lead car (id {cause_agent}) {g2:.0f} m ahead is braking, brake "
+            a["facts"] = ["lead", "braking"]
+            sentence = (f"The lead car {g2:.0f} m ahead is braking, brake "
                         f"lights on in frame 2: its speed fell from {v1:.0f} to {v2:.0f} m/s "
                         f"and the gap shrank from {g1:.0f} m to {g2:.0f} m between frame 1 and "
                         f"frame 2, {action}.")
         elif lat.startswith("lane_change"):
             a["motion"] = "slower"
             side = "left" if lat.endswith("left") else "right"
-            sentence = (f"The car ahead (id {cause_agent}) drives {v2:.0f} m/s, slower than our "
+            a["facts"] = ["lead", "slower", f"room_{side}"]
+            sentence = (f"The car ahead drives {v2:.0f} m/s, slower than our "
                         f"{v0:.0f} m/s, and the gap went from {g1:.0f} m to {g2:.0f} m between "
                         f"frame 1 and frame 2 while the {side} lane has room, {action}.")
         else:
             a["motion"] = "leading"
-            sentence = (f"The lead car (id {cause_agent}) is {g2:.0f} m ahead at {v2:.0f} m/s "
+            a["facts"] = ["lead"]
+            sentence = (f"The lead car is {g2:.0f} m ahead at {v2:.0f} m/s "
                         f"(gap {g1:.0f} m in frame 1, {g2:.0f} m in frame 2; we drive "
                         f"{v0:.0f} m/s), {action}.")
         a["relation"] = "lead" if abs(y2) < 2.5 else "adjacent"
         critical.append(a)
         return Label(decision, critical, sentence)
 
-    target = float(rec.get("target_speed", v0))
+    # the driver's target speed is hidden (not in the cameras nor the prompt): never cited
     free = float(rec["gap"]) if rec["gap"] is not None else None
     lane_state = {"kind": "lane", "lane": "ego_lane", "state": "clear",
-                  "free_m": round(free, 0) if free is not None else None,
-                  "target_speed_mps": round(target, 1)}
+                  "free_m": round(free, 0) if free is not None else None, "facts": ["clear"]}
     critical.append(lane_state)
     clear = f"clear for {free:.0f} m" if free is not None else "clear"
     if lat.startswith("turn"):
-        critical.append({"kind": "route", "command": log.route_turn})
         place = PLACE.get(log.spec.road, "junction")
+        critical.append({"kind": "route", "command": log.route_turn,
+                         "facts": [f"route_{lat.split('_')[1]}", place]})
         sentence = (f"The route {lat.replace('_', 's ')} at the {place} and the way ahead is "
                     f"{clear}; we drive {v0:.0f} m/s, {action}.")
-    elif lon == "accelerate":
-        sentence = (f"The lane ahead is {clear} and we drive {v0:.0f} m/s, below our "
-                    f"{target:.0f} m/s target, {action}.")
-    elif lon in ("decelerate", "stop"):
-        sentence = (f"We drive {v0:.0f} m/s and our target here is {target:.0f} m/s with the "
-                    f"lane ahead {clear}, {action}.")
     else:
-        sentence = (f"The lane ahead is {clear} and we already drive our {v0:.0f} m/s target "
-                    f"speed, {action}.")
+        sentence = f"The lane ahead is {clear} and we drive {v0:.0f} m/s, {action}."
     return Label(decision, critical, sentence)

@@ -6,9 +6,10 @@ Per sample, in the ego frame at t0, at the simulation rate over the horizon:
   future pose (x, y, yaw) at each step (``null`` once it has left the simulation);
 * ``lanes``: lane centerlines within ``radius`` m with their width; the drivable area
   is the union of lane strips, i.e. the points within width / 2 of a centerline;
-* ``route``: the centerline of the lanes the ego drives through over the horizon, and
-  the navigation command;
-* ``ego``: its size, speed, target speed and the speed limit.
+* ``route``: the reference path (the driver's lane-level plan from the ego's position, cut
+  to the horizon and extended straight on), the lanes it runs through, and the navigation
+  command;
+* ``ego``: its size, speed and the speed limit.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import json
 import numpy as np
 
 from vla.data.frames import to_ego
+from vla.data.labels import planned_path
 from vla.sim.world import DT, EpisodeLog
+
+REFERENCE_EXTENSION_M = 30.0
 
 
 def _r(a, nd: int = 2):
@@ -52,22 +56,24 @@ def build_metric_cache(log: EpisodeLog, k0: int, horizon_steps: int, radius: flo
         name = log.lane_of[ego, k]
         if name is not None and (not route_names or route_names[-1] != name):
             route_names.append(name)
-    route = []
-    for name in route_names:
-        for lane in log.lanes:
-            if lane.name == name:
-                route += _r(to_ego(lane.centerline, pose), 1)
-    rec = log.records[k0]
+    # the reference path: the driver's lane-level plan from the ego's position, cut to the
+    # horizon (whole lane centrelines would run kilometres past it and jump back at a lane
+    # change), extended straight on by REFERENCE_EXTENSION_M so that a candidate that drives
+    # farther than the expert still projects past the path's end
+    plan = planned_path(log, k0, horizon_steps)[:, :2]
+    route = np.vstack([[0.0, 0.0], plan])
+    if len(route) >= 2 and np.linalg.norm(route[-1] - route[-2]) > 1e-6:
+        d = route[-1] - route[-2]
+        route = np.vstack([route, route[-1] + d / np.linalg.norm(d) * REFERENCE_EXTENSION_M])
     return {
         "dt": DT,
         "agents": agents,
         "lanes": lanes,
-        "route": {"lanes": [list(map(str, n)) for n in route_names], "centerline": route,
+        "route": {"lanes": [list(map(str, n)) for n in route_names],
+                  "centerline": _r(route, 1),
                   "command": log.route_turn},
         "ego": {"length": float(log.size[ego, 0]), "width": float(log.size[ego, 1]),
-                "speed": float(log.state[ego, k0, 3]),
-                "target_speed": float(rec.get("target_speed", 0.0)),
-                "speed_limit": log.speed_limit},
+                "speed": float(log.state[ego, k0, 3]), "speed_limit": log.speed_limit},
     }
 
 

@@ -32,7 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("--trajectory-decoding", choices=TRAJECTORY_DECODINGS, default="greedy",
                    help="how the greedy output's trajectory tokens are chosen: the likeliest "
                         "entry, or the entry nearest the expected one")
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate N samples drawn at random, stratified by scenario")
+    p.add_argument("--seed", type=int, default=0, help="of the --limit draw")
     p.add_argument("--no-shortcut", action="store_true", help="skip the ego-shortcut runs")
     p.add_argument("--concurrency", type=int, default=None,
                    help="samples in flight at once (default: 8 with --endpoint, 1 with --model)")
@@ -66,6 +68,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vla.data.build import load_dataset_dir
+    from vla.data.subsets import stratified_subset, subset_record
     from vla.evaluation.open_loop import endpoint_decider, evaluate_open_loop, transformers_decider
     from vla.model.expected_entry import entry_features_of
     from vla.model.loading import load_model_dir
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.split not in dataset:
         raise SystemExit(f"{args.data} has no split {args.split!r}; it has {list(dataset)}")
     split = dataset[args.split]
-    samples = split.select(range(min(args.limit or len(split), len(split))))
+    samples, indices = stratified_subset(split, args.limit or None, args.seed,
+                                         return_indices=True)
     if args.model:
         loaded = load_model_dir(args.model, adapter=args.adapter)
         decide, codec = transformers_decider(
@@ -96,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_open_loop(decide, samples, codec.spec.hz, k=args.k,
                                 shortcut=not args.no_shortcut, progress=not args.json,
                                 concurrency=concurrency, temperature=args.temperature)
+    result["subset"] = {"split": args.split, **subset_record(indices, args.seed, len(split))}
     if args.json:
         print(json.dumps(result))
         return 0

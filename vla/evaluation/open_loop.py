@@ -7,8 +7,8 @@ minADE). Reported, over the samples and per scenario type:
   (UniAD's convention), ``l2_avg_*`` the mean error *up to* it (ST-P3's); ADE / FDE over the
   whole horizon; ``min_ade_k`` over the k samples;
 - collision and off-road rates against the metric cache (:mod:`vla.scoring`);
-- parse rate, decision accuracy per axis, consistency (written vs derived meta-action) and
-  causal grounding (the share of labelled critical components the reasoning names).
+- parse rate and the decision metrics of :mod:`vla.metrics` (accuracy, consistency,
+  correct-and-consistent, grounding, the reasoning's coherence).
 
 ``model, mean of k``: the same k samples (drawn at ``temperature``) averaged point by point
 into one trajectory. The mean is the L2-optimal point estimate under the model's own
@@ -28,33 +28,11 @@ import zlib
 
 import numpy as np
 
-from vla.rl.rewards import consistency_reward, grounding_reward
-from vla.scoring import score_against_cache
+from vla.metrics import decision_metrics, trajectory_metrics
 from vla.trajectory.baselines import BASELINES
-from vla.trajectory.metrics import horizon_errors
 from vla.trajectory.types import ego_state_of
 
-HORIZONS_S = (1.0, 2.0, 3.0)
 COMMANDS = ("follow_road", "go_straight", "turn_left", "turn_right")
-
-
-def trajectory_metrics(pred: np.ndarray, sample: dict, hz: float) -> dict:
-    gt = np.asarray(sample["future"], float)
-    out = horizon_errors(pred, gt, hz, HORIZONS_S)
-    cache = score_against_cache(pred, gt, sample["metric_cache"], hz)
-    out.update(collision=float(cache.collision), off_road=float(cache.off_road))
-    return out
-
-
-def decision_metrics(decision, sample: dict, hz: float) -> dict:
-    """Decision accuracy and consistency per axis, consistency of both, causal grounding."""
-    consistency = consistency_reward(decision, sample, hz)
-    return {"accuracy_lon": float(decision.meta_action.longitudinal == sample["decision_lon"]),
-            "accuracy_lat": float(decision.meta_action.lateral == sample["decision_lat"]),
-            "consistency_lon": float(consistency.components["longitudinal"]),
-            "consistency_lat": float(consistency.components["lateral"]),
-            "consistency": consistency.value,
-            "grounding": grounding_reward(decision, sample).value}
 
 
 def _mean(rows: list[dict]) -> dict:

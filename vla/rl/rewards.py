@@ -1,53 +1,42 @@
 """Rewards that tie the reasoning to the action: plain functions over a sample and a completion.
 
 Each reward returns a :class:`Reward`: its value and the components it was computed from.
-:func:`score_completion` parses the completion once and computes them all:
+:func:`score_completion` parses the completion once and :func:`score_decision` computes them
+all from the per-sample metrics of :mod:`vla.metrics`:
 
-- ``format``: 1 if the completion parses under the output grammar, else 0; an unparsable
-  completion gets 0 from every other reward (nothing to judge);
-- ``consistency``: the meta-action written in the output against the one the deriver reads
-  from the decoded trajectory that follows — 1 when both axes agree, else 0 (per-axis
-  agreement in the components);
-- ``trajectory``: ``1 - ADE / ade_gate_m`` (−1 beyond the gate), plus ``comfort_bonus`` when
-  within the comfort bounds, ``progress_weight`` × progress along the route against the
-  ground truth, minus ``collision_penalty`` for hitting an agent's logged future footprint and
-  ``off_road_penalty`` for leaving the lanes (the metric cache decides both);
-- ``grounding``: the share of the labelled critical components the reasoning names (an agent
-  by its id, a priority rule by its place and "right of way", a clear lane, a route turn);
-- ``reasoning``: a rubric — the reasoning states the decision it acts on, names a cause,
-  and cites evidence across the two frames — each worth a third.
+- ``format``: 1 for a completion that parses under the output grammar;
+- ``consistency``: rewarded together with correctness, per axis: ½ for each axis whose
+  written meta-action both equals the label and agrees with the meta-action the deriver
+  reads from the trajectory that follows. A policy that agrees with itself without being
+  right earns nothing here (the blind rows of ``vla rewards audit``);
+- ``trajectory``: ``1 / (1 + ADE@3 s / ade_scale_m)`` (continuous: no cliff, never flat),
+  plus ``comfort_bonus`` within the comfort bounds, ``progress_weight`` × progress along the
+  expert's reference path cut to the horizon, minus ``collision_penalty`` for hitting an
+  agent's logged future footprint and ``off_road_penalty`` for leaving the lanes (the metric
+  cache decides these, :mod:`vla.scoring`);
+- ``grounding``: F0.5 of the observable facts the reasoning claims against the label's
+  (:func:`vla.reasoning.grounding`): naming every fact scores low;
+- ``coherence``: ½ when the decision stated in words is the written meta-action, ½ × the
+  grounding precision when the stated situation admits it (:mod:`vla.reasoning`): admitting
+  the action counts only for a situation that is really there.
 
-The total is the weighted sum (:class:`RewardWeights`). With a ``judge``
+The total is the weighted sum (:class:`RewardWeights`). An unparsable completion totals
+:func:`unparsable_total`, strictly below the worst total a parsable one can reach, so a
+parse failure never outranks a bad drive. With a ``judge``
 (:class:`vla.rl.judge.JudgeConfig`), a model behind any OpenAI-compatible endpoint also scores
 the reasoning (reward ``judge``); off by default.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from vla.meta_action import MetaAction, derive_meta_action, is_consistent
+from vla.metrics import decision_metrics, trajectory_metrics
 from vla.model.parser import Decision, ParseError, parse_output
-from vla.scoring import score_against_cache
-from vla.trajectory.metrics import displacement_errors, is_comfortable
+from vla.trajectory.metrics import is_comfortable
 from vla.trajectory.types import ego_state_of
-
-# how the label sentences phrase each decision (vla/data/labels.py), and close synonyms
-DECISION_WORDS = {
-    "stop": ("stop",), "yield": ("yield", "give way", "right of way"),
-    "follow": ("follow",), "decelerate": ("decelerate", "slow", "brake"),
-    "keep_speed": ("keep speed", "keep our speed", "hold"), "accelerate": ("accelerate",
-                                                                          "speed up"),
-    "keep_lane": ("keep the lane", "stay in"), "lane_change_left": ("lane to the left",
-                                                                    "left lane"),
-    "lane_change_right": ("lane to the right", "right lane"), "turn_left": ("turn left",
-                                                                            "turns left"),
-    "turn_right": ("turn right", "turns right"),
-}
-PLACE_WORDS = {"merge": "merge", "junction": "junction", "roundabout": "roundabout"}
 
 
 @dataclass(frozen=True)
@@ -56,9 +45,9 @@ class RewardWeights:
     consistency: float = 1.0
     trajectory: float = 1.0
     grounding: float = 0.5
-    reasoning: float = 0.25
+    coherence: float = 0.5
     judge: float = 0.5               # used only when a judge endpoint is given
-    ade_gate_m: float = 3.0
+    ade_scale_m: float = 1.5
     comfort_bonus: float = 0.1
     progress_weight: float = 0.2
     collision_penalty: float = 1.0
@@ -70,8 +59,8 @@ class RewardWeights:
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"RewardWeights.{f.name} must be a finite number >= 0, "
                                  f"got {value}")
-        if self.ade_gate_m <= 0:
-            raise ValueError("RewardWeights.ade_gate_m must be > 0")
+        if self.ade_scale_m <= 0:
+            raise ValueError("RewardWeights.ade_scale_m must be > 0")
 
 
 @dataclass
@@ -93,95 +82,88 @@ class RewardResult:
                    for name, r in self.rewards.items()}}
 
 
-def consistency_reward(decision: Decision, sample: dict, hz: float = 10.0) -> Reward:
-    derived = derive_meta_action(decision.trajectory, float(sample["ego_speed"]), hz)
-    lon_ok, lat_ok = is_consistent(decision.meta_action, derived)
-    return Reward(float(lon_ok and lat_ok), {
-        "longitudinal": bool(lon_ok), "lateral": bool(lat_ok),
-        "derived": f"{derived.longitudinal}, {derived.lateral}"})
+def unparsable_total(weights: RewardWeights) -> float:
+    """The total of an unparsable completion: the worst parsable total (format only, every
+    other reward at its floor, colliding and off the road) minus the format weight."""
+    worst = weights.format - weights.trajectory * (weights.collision_penalty
+                                                   + weights.off_road_penalty)
+    return worst - weights.format
+
+
+def consistency_reward(metrics: dict) -> Reward:
+    lon = metrics["consistency_lon"] * metrics["accuracy_lon"]
+    lat = metrics["consistency_lat"] * metrics["accuracy_lat"]
+    return Reward(0.5 * (lon + lat), {
+        "longitudinal": bool(metrics["consistency_lon"]),
+        "lateral": bool(metrics["consistency_lat"]),
+        "correct_lon": bool(metrics["accuracy_lon"]),
+        "correct_lat": bool(metrics["accuracy_lat"]), "derived": metrics["derived"]})
 
 
 def trajectory_reward(decision: Decision, sample: dict, weights: RewardWeights,
                       hz: float = 10.0) -> Reward:
     pred = decision.trajectory
-    gt = np.asarray(sample["future"], float)
-    ade = float(displacement_errors(pred, gt)["ade"])
-    ade_term = -1.0 if ade > weights.ade_gate_m else 1.0 - ade / weights.ade_gate_m
+    m = trajectory_metrics(pred, sample, hz)
+    ade_term = 1.0 / (1.0 + m["l2_avg_3s"] / weights.ade_scale_m)
     comfortable = is_comfortable(pred, ego_state_of(sample), hz)
-    cache = score_against_cache(pred, gt, sample["metric_cache"], hz)
-    progress = 0.0 if cache.progress is None else min(cache.progress, 1.0)
+    progress = min(m.get("progress", 0.0), 1.0)
+    collision, off_road = bool(m["collision"]), bool(m["off_road"])
     value = (ade_term + weights.comfort_bonus * comfortable
              + weights.progress_weight * progress
-             - weights.collision_penalty * cache.collision
-             - weights.off_road_penalty * cache.off_road)
-    return Reward(value, {"ade_m": round(ade, 3), "ade_term": round(ade_term, 4),
-                          "comfortable": comfortable, "collision": cache.collision,
-                          "collision_agent": cache.collision_agent,
-                          "off_road": cache.off_road, "progress": cache.progress})
+             - weights.collision_penalty * collision
+             - weights.off_road_penalty * off_road)
+    return Reward(value, {"ade_3s_m": round(m["l2_avg_3s"], 3),
+                          "ade_term": round(ade_term, 4), "comfortable": comfortable,
+                          "collision": collision, "off_road": off_road,
+                          "progress": m.get("progress")})
 
 
-def _names(reasoning: str, component: dict) -> bool:
-    text = reasoning.lower()
-    kind = component.get("kind")
-    if kind == "agent":
-        return re.search(rf"\bid {int(component['id'])}\b", text) is not None
-    if kind == "rule":
-        place = PLACE_WORDS.get(component["rule"].split("_")[0], "")
-        return place in text and ("right of way" in text or "priority" in text)
-    if kind == "lane":
-        return "clear" in text
-    if kind == "route":
-        return "route" in text or "turn" in text
-    return False
+def grounding_reward(metrics: dict) -> Reward:
+    return Reward(metrics["grounding"], {
+        "precision": round(metrics["grounding_precision"], 4),
+        "recall": round(metrics["grounding_recall"], 4)})
 
 
-def grounding_reward(decision: Decision, sample: dict) -> Reward:
-    import json
-
-    critical = sample["critical"]
-    critical = json.loads(critical) if isinstance(critical, str) else critical
-    if not critical:
-        return Reward(1.0, {"named": 0, "critical": 0})
-    named = [_names(decision.reasoning, c) for c in critical]
-    return Reward(sum(named) / len(named), {"named": int(sum(named)),
-                                            "critical": len(critical)})
-
-
-def reasoning_reward(decision: Decision) -> Reward:
-    text = decision.reasoning.lower()
-    meta: MetaAction = decision.meta_action
-    states = all(any(w in text for w in DECISION_WORDS[d])
-                 for d in (meta.longitudinal, meta.lateral))
-    cause = bool(re.search(r"\bid \d+\b", text)) or any(
-        w in text for w in ("right of way", "clear", "target", "route", "priority"))
-    evidence = ("frame 1" in text and "frame 2" in text) or len(re.findall(r"\d+", text)) >= 2
-    checks = {"states_decision": states, "names_cause": cause, "cites_evidence": evidence}
-    return Reward(sum(checks.values()) / 3.0, checks)
+def coherence_reward(metrics: dict) -> Reward:
+    """½ for words that state the written meta-action; ½ × grounding precision for a stated
+    situation that admits it (a situation that is not there earns nothing for admitting)."""
+    checks = {"states_meta_action": bool(metrics["states_meta_action"]),
+              "situation_admits": bool(metrics["situation_admits"])}
+    value = 0.5 * checks["states_meta_action"] + 0.5 * checks["situation_admits"] * metrics[
+        "grounding_precision"]
+    return Reward(value, checks)
 
 
 DEFAULT_WEIGHTS = RewardWeights()
 
 
-def score_completion(text: str, sample: dict, codec,
-                     weights: RewardWeights = DEFAULT_WEIGHTS, judge=None) -> RewardResult:
-    """Parse ``text`` (the model's output) and compute every reward for ``sample``."""
-    hz = codec.spec.hz
-    try:
-        decision = parse_output(text, codec.num_tokens, codec, ego_state_of(sample))
-    except ParseError as exc:
-        names = ("consistency", "trajectory", "grounding", "reasoning") + (
-            ("judge",) if judge is not None else ())
-        zero = {name: Reward(0.0) for name in names}
-        return RewardResult(0.0, {"format": Reward(0.0, {"kind": exc.kind}), **zero}, None,
-                            str(exc))
+def score_decision(decision: Decision, sample: dict, weights: RewardWeights = DEFAULT_WEIGHTS,
+                   hz: float = 10.0, judge=None) -> RewardResult:
+    """Every reward of a parsed decision whose trajectory is decoded (metres, ego frame)."""
+    metrics = decision_metrics(decision, sample, hz)
     rewards = {"format": Reward(1.0),
-               "consistency": consistency_reward(decision, sample, hz),
+               "consistency": consistency_reward(metrics),
                "trajectory": trajectory_reward(decision, sample, weights, hz),
-               "grounding": grounding_reward(decision, sample),
-               "reasoning": reasoning_reward(decision)}
+               "grounding": grounding_reward(metrics),
+               "coherence": coherence_reward(metrics)}
     if judge is not None:
         from vla.rl.judge import judge_reward
 
         rewards["judge"] = judge_reward(judge, decision, sample)
     total = sum(getattr(weights, name) * r.value for name, r in rewards.items())
     return RewardResult(total, rewards, decision, None)
+
+
+def score_completion(text: str, sample: dict, codec,
+                     weights: RewardWeights = DEFAULT_WEIGHTS, judge=None) -> RewardResult:
+    """Parse ``text`` (the model's output) and compute every reward for ``sample``."""
+    try:
+        decision = parse_output(text, codec.num_tokens, codec, ego_state_of(sample))
+    except ParseError as exc:
+        names = ("consistency", "trajectory", "grounding", "coherence") + (
+            ("judge",) if judge is not None else ())
+        zero = {name: Reward(0.0) for name in names}
+        return RewardResult(unparsable_total(weights),
+                            {"format": Reward(0.0, {"kind": exc.kind}), **zero}, None,
+                            str(exc))
+    return score_decision(decision, sample, weights, codec.spec.hz, judge)

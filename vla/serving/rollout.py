@@ -81,11 +81,16 @@ async def _run(client: VLAClient, samples, n: int, out: Path, temperature: float
 
 def run_rollouts(client: VLAClient, dataset_split, n: int, out: str | Path,
                  temperature: float = 1.0, limit: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, seed: int = 0) -> dict:
+    """Roll out ``n`` completions per sample; with ``limit``, of that many samples drawn at
+    random, stratified by scenario (a larger limit with the same seed extends a smaller one's
+    draw, so a re-run skips what is done); the trace records name each sample."""
+    from vla.data.subsets import stratified_indices
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = done_sample_ids(out, n)
-    indices = range(len(dataset_split) if limit is None else min(limit, len(dataset_split)))
+    indices = stratified_indices(list(dataset_split["scenario"]), limit, seed)
     ids = dataset_split["sample_id"]
     todo = [dataset_split[i] for i in indices if ids[i] not in done]
     stats = asyncio.run(_run(client, todo, n, out, temperature, progress))

@@ -210,13 +210,14 @@ def _complete_product(config: RunConfig, processor, codec) -> None:
 
 
 def validate_stage(config: RunConfig, split, console) -> dict:
+    from vla.data.subsets import stratified_subset, subset_record
     from vla.model.loading import load_model_dir
     from vla.training.validate import results_table, validate
 
     adapter = config.final_dir if config.stage == "sft" else None
     base = config.model if config.stage == "sft" else config.final_dir
     loaded = load_model_dir(base, adapter=adapter)
-    samples = split.select(range(min(config.eval_samples, len(split))))
+    samples, indices = stratified_subset(split, config.eval_samples, return_indices=True)
     (config.out_dir / "validation.jsonl").unlink(missing_ok=True)
     out = validate(loaded, samples, config.max_reasoning_tokens, config.blank_images,
                    trace_path=config.out_dir / "validation.jsonl",
@@ -227,4 +228,4 @@ def validate_stage(config: RunConfig, split, console) -> dict:
     console.print(results_table({label: out["model"], **out["baselines"]},
                                 f"validation on {config.eval_split} ({len(samples)} samples)"))
     return {"split": config.eval_split, "samples": len(samples), "model": out["model"],
-            "baselines": out["baselines"]}
+            "baselines": out["baselines"], "subset": subset_record(indices, 0, len(split))}

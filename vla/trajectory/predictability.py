@@ -67,7 +67,9 @@ def prompt_features(ds, commands: Sequence[str], with_decisions: bool) -> np.nda
     quoted history rows (x, y, speed) and the command one-hot; with ``with_decisions`` the
     labelled meta-action one-hot too."""
     rows = []
-    for s in ds.select_columns([c for c in TEXT_COLUMNS if c in ds.column_names]):
+    if hasattr(ds, "select_columns"):  # a datasets split; else an iterable of sample dicts
+        ds = ds.select_columns([c for c in TEXT_COLUMNS if c in ds.column_names])
+    for s in ds:
         hist = np.round(quoted_history(s["history"])[:, [0, 1, 3]], 1)
         row = [round(s["ego_speed"], 1), round(s["ego_accel"] or 0.0, 1),
                round(s["ego_yaw_rate"] or 0.0, 2), *hist.ravel()]
