@@ -15,6 +15,7 @@ from vla.data.build import load_dataset_dir
 from vla.data.subsets import stratified_subset, subset_record
 from vla.model.expected_entry import TRAJECTORY_DECODINGS
 from vla.model.loading import load_model_dir
+from vla.reference import reference_policies
 from vla.training.validate import results_table, validate
 
 
@@ -34,16 +35,18 @@ def main() -> None:
     split = dataset[args.split]
     samples, indices = stratified_subset(split, args.samples, args.seed, return_indices=True)
     out = validate(load_model_dir(args.model, adapter=args.adapter), samples,
-                   trajectory_decoding=args.trajectory_decoding)
+                   trajectory_decoding=args.trajectory_decoding,
+                   references=reference_policies(dataset.get("train")))
     if args.json:
-        print(json.dumps({"model": out["model"], "baselines": out["baselines"],
+        print(json.dumps({"model": out["model"], "references": out["references"],
+                          "baselines": out["baselines"],
                           "subset": {"split": args.split,
                                      **subset_record(indices, args.seed, len(split))}}))
         return
     from rich.console import Console
 
-    Console(width=140).print(results_table({args.adapter or args.model: out["model"],
-                                            **out["baselines"]},
+    Console(width=160).print(results_table({args.adapter or args.model: out["model"],
+                                            **out["references"], **out["baselines"]},
                                            f"{args.split}, {len(samples)} samples "
                                            f"(stratified by scenario, seed {args.seed})"))
 

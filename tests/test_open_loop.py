@@ -68,6 +68,16 @@ def test_open_loop_reports_model_baselines_scenarios_and_shortcuts(tiny_model_di
     assert set(result["shortcut"]) == {"history_removed", "history_perturbed",
                                        "command_swapped"}
     assert all("delta_ade" in v for v in result["shortcut"].values())
+    # the blind rows, scored with the model's metrics on the same samples
+    refs = result["references"]
+    assert set(refs) == {"blind-constant", "blind-prior"}
+    prior = result["baselines"]["damped-acceleration"]
+    for row in refs.values():
+        assert row["parsed"] == 1.0 and row["l2_avg_3s"] == pytest.approx(prior["l2_avg_3s"],
+                                                                           abs=1e-4)
+        assert {"accuracy_lon", "consistency", "correct_and_consistent", "grounding"} <= set(row)
+    assert refs["blind-prior"]["consistency"] == 1.0  # agrees with itself by construction
+    assert refs["blind-prior"]["correct_and_consistent"] <= refs["blind-prior"]["accuracy_lon"]
 
 
 def test_shortcut_variants_change_only_what_they_say(scenes):

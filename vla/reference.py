@@ -153,3 +153,12 @@ BLIND_POLICIES: dict[str, Callable[[dict], Decision]] = {
 AUDIT_POLICIES: dict[str, Callable[[dict], Decision]] = {
     "label": label_decision, "blind-constant": blind_constant, "blind-prior": blind_prior,
     "fixed-sentence": fixed_sentence, "wrong-direction": wrong_direction}
+
+
+def reference_policies(train=None) -> dict[str, Callable[[dict], Decision]]:
+    """The blind rows every decision table prints: ``blind-constant``, ``blind-prior`` and,
+    given a train split, ``blind-learned`` fitted on it."""
+    policies = dict(BLIND_POLICIES)
+    if train is not None and len(train) > 0:
+        policies["blind-learned"] = BlindLearner(train)
+    return policies

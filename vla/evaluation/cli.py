@@ -7,9 +7,10 @@ import json
 
 from vla.model.expected_entry import TRAJECTORY_DECODINGS
 
+CLOSED_LOOP_PLANNERS = ("expert", "expert-tracked", "damped-prior", "constant-velocity")
 COLUMNS = ("parsed", "l2_at_1s", "l2_at_2s", "l2_at_3s", "l2_avg_1s", "l2_avg_2s", "l2_avg_3s",
-           "ade", "fde", "collision", "off_road", "accuracy_lon", "accuracy_lat", "consistency",
-           "grounding")
+           "ade", "fde", "collision", "off_road", "progress", "accuracy_lon", "accuracy_lat",
+           "consistency", "correct_and_consistent", "grounding", "situation_admits")
 
 
 def add_parser(sub) -> None:
@@ -44,20 +45,27 @@ def add_parser(sub) -> None:
     c = ev_sub.add_parser("closed-loop", help="drive in highway-env: the model or a built-in "
                                               "planner, scored by the simulator")
     src = c.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="a vla model directory (transformers)")
+    src.add_argument("--model", help="a vla model directory (transformers; drives in this "
+                                     "process, whatever --workers)")
     src.add_argument("--endpoint", help="URL of a vLLM server of a vla model")
-    src.add_argument("--planner", choices=("expert", "constant-velocity"),
-                     help="a built-in planner")
+    src.add_argument("--planner", choices=CLOSED_LOOP_PLANNERS,
+                     help="a built-in planner: the expert (IDM + MOBIL) driving itself, the "
+                          "expert's own future through the tracker, the damped-acceleration "
+                          "prior or constant velocity")
     c.add_argument("--adapter", help="with --model: a LoRA adapter to merge")
     c.add_argument("--model-dir", help="with --endpoint: the served model's directory")
     c.add_argument("--served-name", default=None, help="with --endpoint: model name to ask for")
     c.add_argument("--scenarios", required=True, help="a scenario set (YAML), e.g. "
                                                       "eval/scenarios/demo.yaml")
-    c.add_argument("--episodes", type=int, default=4)
+    c.add_argument("--episodes", type=int, default=None,
+                   help="episodes (default: the whole set, its episodes_per_scenario of each "
+                        "entry)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--baselines", action="store_true",
-                   help="also drive constant-velocity (the expert always drives: it is the "
-                        "progress reference)")
+                   help="also drive expert-tracked, damped-prior and constant-velocity (the "
+                        "expert always drives: it is the progress reference)")
+    c.add_argument("--workers", type=int, default=1,
+                   help="episodes driven in parallel processes (results do not depend on it)")
     c.add_argument("--data", help="a data set whose camera settings the model was trained on "
                                   "(default: the data recipe's defaults)")
     c.add_argument("--traces", help="append closed_loop trace records to this JSONL file")
@@ -97,9 +105,12 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(f"--trajectory-decoding expected: {exc}") from None
     concurrency = args.concurrency or (8 if args.endpoint else 1)
+    from vla.reference import reference_policies
+
     result = evaluate_open_loop(decide, samples, codec.spec.hz, k=args.k,
                                 shortcut=not args.no_shortcut, progress=not args.json,
-                                concurrency=concurrency, temperature=args.temperature)
+                                concurrency=concurrency, temperature=args.temperature,
+                                references=reference_policies(dataset.get("train")))
     result["subset"] = {"split": args.split, **subset_record(indices, args.seed, len(split))}
     if args.json:
         print(json.dumps(result))
@@ -122,6 +133,7 @@ def _print(result: dict, k: int) -> None:
     rows = {"model": result["model"],
             **({f"model, mean of {k} (T={result['temperature']})": result["model_mean_k"]}
                if "model_mean_k" in result else {}),
+            **result.get("references", {}),
             **result["baselines"],
             **{f"model, {n}": m for n, m in result.get("shortcut", {}).items()}}
     for name, m in rows.items():
@@ -153,10 +165,11 @@ def closed_loop_planners(args: argparse.Namespace) -> list:
         client = VLAClient.for_model_dir(args.endpoint, args.served_name or args.model_dir,
                                          args.model_dir)
         planners.append(cl.ModelPlanner(cl.endpoint_generator(client)))
-    elif args.planner == "constant-velocity":
-        planners.append(cl.ConstantVelocityPlanner())
-    if args.baselines and not any(p.name == "constant-velocity" for p in planners):
-        planners.append(cl.ConstantVelocityPlanner())
+    elif args.planner != "expert":  # the expert always drives
+        planners.append(cl.make_planner(args.planner))
+    if args.baselines:
+        planners += [cl.make_planner(name) for name in cl.BASELINES
+                     if not any(p.name == name for p in planners)]
     return planners
 
 
@@ -165,6 +178,10 @@ def run_closed_loop(args: argparse.Namespace) -> int:
     from vla.evaluation.closed_loop import ClosedLoopConfig, evaluate_closed_loop
     from vla.evaluation.scenarios import load_scenario_set
 
+    if args.workers < 1:
+        raise SystemExit("vla eval closed-loop: --workers must be >= 1")
+    if args.episodes is not None and args.episodes < 1:
+        raise SystemExit("vla eval closed-loop: --episodes must be >= 1")
     try:
         scenarios = load_scenario_set(args.scenarios)
     except (FileNotFoundError, ValueError) as exc:
@@ -177,7 +194,8 @@ def run_closed_loop(args: argparse.Namespace) -> int:
         sample = SampleConfig(**meta["config"]["samples"])
     config = ClosedLoopConfig(scenarios, sample=sample, gif=args.gif)
     result = evaluate_closed_loop(closed_loop_planners(args), config, args.episodes, args.seed,
-                                  trace_path=args.traces, progress=not args.json)
+                                  trace_path=args.traces, progress=not args.json,
+                                  workers=args.workers)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -186,21 +204,57 @@ def run_closed_loop(args: argparse.Namespace) -> int:
 
 
 CLOSED_LOOP_COLUMNS = ("episodes", "collision_rate", "off_road_rate", "progress",
-                       "ttc_violation_rate", "comfort_rate", "pdms", "decision_match_rate",
-                       "parse_rate")
+                       "ttc_violation_rate", "comfort_rate", "pdms_like",
+                       "decision_accuracy_lon", "decision_accuracy_lat", "parse_rate")
+PER_EVENT_COLUMNS = ("episodes", "collision_rate", "off_road_rate", "pdms_like",
+                     "decision_accuracy_lon", "decision_accuracy_lat")
+
+
+def _cell(m: dict, c: str) -> str:
+    if m.get(c) is None:
+        return "–"
+    if c == "episodes":
+        return str(m[c])
+    ci = m.get(f"{c}_ci95")
+    return f"{m[c]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 def print_closed_loop(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(width=220)
     table = Table(title=f"closed loop: {result['scenario_set']}, {result['episodes']} episodes, "
-                        f"seed {result['seed']}")
+                        f"seed {result['seed']} ([lo, hi]: 95 % bootstrap interval over "
+                        f"episodes; PDMS-like: NAVSIM's formula on closed-loop inputs)")
     table.add_column("planner")
     for c in CLOSED_LOOP_COLUMNS:
         table.add_column(c.replace("_", " "), justify="right")
+    table.add_column("s / episode", justify="right")
     for name, m in result["planners"].items():
-        table.add_row(name, *("–" if m.get(c) is None else
-                              (str(m[c]) if c == "episodes" else f"{m[c]:.3f}")
-                              for c in CLOSED_LOOP_COLUMNS))
-    Console(width=200).print(table)
+        seconds = (result.get("seconds_per_episode") or {}).get(name)
+        table.add_row(name, *(_cell(m, c) for c in CLOSED_LOOP_COLUMNS),
+                      "–" if seconds is None else f"{seconds:.1f}")
+    console.print(table)
+    per = Table(title="per event")
+    per.add_column("event")
+    per.add_column("planner")
+    for c in PER_EVENT_COLUMNS:
+        per.add_column(c.replace("_", " "), justify="right")
+    events = list(dict.fromkeys(e for m in result["planners"].values()
+                                for e in m.get("per_event", {})))
+    for event in events:
+        for name, m in result["planners"].items():
+            if event in m.get("per_event", {}):
+                per.add_row(event, name, *(_cell(m["per_event"][event], c)
+                                           for c in PER_EVENT_COLUMNS))
+    console.print(per)
+    paired = {n: m["vs_damped_prior"] for n, m in result["planners"].items()
+              if "vs_damped_prior" in m}
+    if paired:
+        diff = Table(title="paired with damped-prior on the same episodes (planner minus prior)")
+        for c in ("planner", "PDMS-like diff", "collision rate diff"):
+            diff.add_column(c, justify="right")
+        for name, m in paired.items():
+            diff.add_row(name, _cell(m, "pdms_like_diff"), _cell(m, "collision_rate_diff"))
+        console.print(diff)

@@ -16,10 +16,12 @@ distribution, where the greedy trajectory is its mode per token; a lower tempera
 sharpens an undertrained model's distribution before averaging. Its text is not one of the
 samples', so it has no decision metrics.
 
-Baselines in the same table: constant velocity, constant acceleration, and the expert (the
-logged future, i.e. the simulator's driver). The ego-shortcut diagnostic re-runs the greedy
-output with the ego history removed (every row set to the current pose and speed), perturbed
-(Gaussian noise, 1 m / 1 m/s) and with the navigation command swapped, and reports the change.
+Reference rows in the same table: the blind policies (:mod:`vla.reference`: decisions with
+the same metrics as the model's), constant velocity, constant acceleration, the damped prior and
+the expert (the logged future, i.e. the simulator's driver). The ego-shortcut diagnostic re-runs
+the greedy output with the ego history removed (every row set to the current pose and speed),
+perturbed (Gaussian noise, 1 m / 1 m/s) and with the navigation command swapped, and reports
+the change.
 """
 
 from __future__ import annotations
@@ -58,16 +60,21 @@ def swapped_command(sample: dict) -> dict:
     return {**sample, "command": others[zlib.crc32(sample["sample_id"].encode()) % len(others)]}
 
 
+def decision_row(decision, sample: dict, hz: float) -> dict:
+    """One sample's open-loop row of a decision (None: unparsable)."""
+    row = {"parsed": float(decision is not None)}
+    if decision is not None:
+        row.update(trajectory_metrics(decision.trajectory, sample, hz))
+        row.update(decision_metrics(decision, sample, hz))
+    return row
+
+
 def _sample_rows(decide, sample, hz: float, k: int, shortcut: bool, rng: np.random.Generator,
                  temperature: float) -> tuple[dict, dict, dict, dict | None]:
     """The model's row, the baselines' rows, the shortcut rows and the mean-of-k row of one
     sample."""
-    greedy = decide(sample, 1, 0.0)[0]
-    row = {"parsed": float(greedy is not None)}
+    row = decision_row(decide(sample, 1, 0.0)[0], sample, hz)
     mean_row = None
-    if greedy is not None:
-        row.update(trajectory_metrics(greedy.trajectory, sample, hz))
-        row.update(decision_metrics(greedy, sample, hz))
     if k > 0:
         samples_k = [d for d in decide(sample, k, temperature) if d is not None]
         if samples_k:
@@ -86,17 +93,19 @@ def _sample_rows(decide, sample, hz: float, k: int, shortcut: bool, rng: np.rand
         for name, variant in (("history_removed", without_history(sample)),
                               ("history_perturbed", perturbed_history(sample, rng)),
                               ("command_swapped", swapped_command(sample))):
-            d = decide(variant, 1, 0.0)[0]
-            short[name] = {"parsed": float(d is not None),
-                           **(trajectory_metrics(d.trajectory, sample, hz) if d else {}),
-                           **(decision_metrics(d, sample, hz) if d else {})}
+            short[name] = decision_row(decide(variant, 1, 0.0)[0], sample, hz)
     return row, base, short, mean_row
 
 
 def evaluate_open_loop(decide, samples, hz: float, k: int = 6,
                        shortcut: bool = True, seed: int = 0, progress: bool = True,
-                       concurrency: int = 1, temperature: float = 1.0) -> dict:
+                       concurrency: int = 1, temperature: float = 1.0,
+                       references: dict | None = None) -> dict:
     """``decide(sample, n, temperature)`` returns n Decisions (None for an unparsable one).
+
+    ``references`` (name → ``sample -> Decision``; default the blind rows of
+    :func:`vla.reference.reference_policies` without the learned one) are scored with the
+    same metrics on the same samples (``out["references"]``).
 
     With ``concurrency`` > 1, that many samples are evaluated at once in threads (for an
     endpoint, whose server batches the requests); results do not depend on it.
@@ -125,8 +134,13 @@ def evaluate_open_loop(decide, samples, hz: float, k: int = 6,
             base_rows[name].append(metrics)
         for name, metrics in short.items():
             shortcut_rows[name].append(metrics)
+    from vla.reference import reference_policies
+
+    policies = reference_policies() if references is None else references
     model = _mean(rows)
     out = {"samples": len(rows), "model": model, "k": k, "temperature": temperature,
+           "references": {name: _mean([decision_row(policy(s), s, hz) for s in samples])
+                          for name, policy in policies.items()},
            "baselines": {name: _mean(r) for name, r in base_rows.items()},
            "per_scenario": {s: {"samples": len(r), **_mean(r)}
                             for s, r in sorted(per_scenario.items())}}

@@ -48,7 +48,7 @@ class RunConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     blank_images: bool = False       # ablation: every camera image black, in training and eval
-    eval_split: str = "test"
+    eval_split: str = "validation"  # choices are read off validation; test is for reporting
     eval_samples: int = 64           # validation at the end of the stage; 0 skips it
     max_reasoning_tokens: int = 96
     dataloader_workers: int = 0

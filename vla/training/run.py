@@ -182,7 +182,8 @@ def run_stage(config: RunConfig, console=None) -> dict:
               "final": str(final), "curves": str(plot_curves(
                   log_path, config.out_dir / "curves.png", f"stage {config.stage}"))}
     if config.eval_samples:
-        result["validation"] = validate_stage(config, dataset[config.eval_split], console)
+        result["validation"] = validate_stage(config, dataset[config.eval_split], console,
+                                              dataset.get("train"))
     write_json(config.out_dir / RESULT_FILE, result)
     return result
 
@@ -209,9 +210,12 @@ def _complete_product(config: RunConfig, processor, codec) -> None:
              "blank_images": config.blank_images}, indent=2) + "\n")
 
 
-def validate_stage(config: RunConfig, split, console) -> dict:
+def validate_stage(config: RunConfig, split, console, train=None) -> dict:
+    """The stage's validation on ``split``, beside the blind rows (the learned one fitted on
+    ``train`` when given)."""
     from vla.data.subsets import stratified_subset, subset_record
     from vla.model.loading import load_model_dir
+    from vla.reference import reference_policies
     from vla.training.validate import results_table, validate
 
     adapter = config.final_dir if config.stage == "sft" else None
@@ -221,11 +225,14 @@ def validate_stage(config: RunConfig, split, console) -> dict:
     (config.out_dir / "validation.jsonl").unlink(missing_ok=True)
     out = validate(loaded, samples, config.max_reasoning_tokens, config.blank_images,
                    trace_path=config.out_dir / "validation.jsonl",
-                   trajectory_decoding=config.trajectory_decoding)
+                   trajectory_decoding=config.trajectory_decoding,
+                   references=reference_policies(train))
     label = f"stage {config.stage}" + (" (blank images)" if config.blank_images else "")
     if config.trajectory_decoding != "greedy":
         label += f", {config.trajectory_decoding} entry"
-    console.print(results_table({label: out["model"], **out["baselines"]},
+    console.print(results_table({label: out["model"], **out["references"],
+                                 **out["baselines"]},
                                 f"validation on {config.eval_split} ({len(samples)} samples)"))
     return {"split": config.eval_split, "samples": len(samples), "model": out["model"],
-            "baselines": out["baselines"], "subset": subset_record(indices, 0, len(split))}
+            "references": out["references"], "baselines": out["baselines"],
+            "subset": subset_record(indices, 0, len(split))}

@@ -5,7 +5,9 @@ output grammar (transformers ``generate``). Reported: parse rate; decision accur
 (the written meta-action against the label; an unparsable output counts as wrong);
 consistency per axis (the written meta-action against the one the deriver reads from the
 decoded trajectory, over parsed outputs); ADE / FDE over 0-3 s and over the whole horizon
-(over parsed outputs). The kinematic baselines are scored on the same samples.
+(over parsed outputs); correct-and-consistent (both at once, on both axes). The blind reference
+rows (:func:`vla.reference.reference_policies`) are scored the same way on the same samples,
+and the kinematic baselines by their trajectories.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from vla.trajectory.metrics import horizon_errors
 from vla.trajectory.types import TrajectorySpec, ego_state_of
 
 VALIDATION_COLUMNS = ("parse_rate", "decision_accuracy_lon", "decision_accuracy_lat",
-                      "consistency", "ade_3s", "fde_3s", "ade", "fde")
+                      "consistency", "correct_and_consistent", "ade_3s", "fde_3s", "ade", "fde")
 
 
 def trajectory_errors(pred: np.ndarray, gt: np.ndarray, hz: float) -> dict[str, float]:
@@ -46,6 +48,9 @@ def score_outputs(records: list[dict]) -> dict:
     out["decision_accuracy"] = _rate(
         r["parsed"] and r["correct_lon"] and r["correct_lat"] for r in records)
     out["consistency"] = _rate(r["consistent_lon"] and r["consistent_lat"] for r in parsed)
+    out["correct_and_consistent"] = _rate(  # an unparsable output counts as neither
+        r["parsed"] and r["correct_lon"] and r["correct_lat"] and r["consistent_lon"]
+        and r["consistent_lat"] for r in records)
     for key in ("ade_3s", "fde_3s", "ade", "fde"):
         out[key] = round(float(np.mean([r[key] for r in parsed])), 4) if parsed else None
     return out
@@ -61,17 +66,40 @@ def baseline_metrics(samples, spec: TrajectorySpec) -> dict[str, dict]:
     return out
 
 
+def decision_record(decision, sample: dict, hz: float) -> dict:
+    """One sample's validation record of a decision (None: unparsable)."""
+    from vla.metrics import decision_metrics
+
+    row = {"sample_id": sample["sample_id"], "scenario": sample["scenario"],
+           "parsed": decision is not None}
+    if decision is not None:
+        d = decision_metrics(decision, sample, hz)
+        row.update(correct_lon=bool(d["accuracy_lon"]), correct_lat=bool(d["accuracy_lat"]),
+                   consistent_lon=bool(d["consistency_lon"]),
+                   consistent_lat=bool(d["consistency_lat"]),
+                   **trajectory_errors(decision.trajectory, np.asarray(sample["future"]), hz))
+    return row
+
+
+def reference_metrics(samples, policies: dict, hz: float) -> dict[str, dict]:
+    """The validation metrics of each reference policy on ``samples``."""
+    return {name: score_outputs([decision_record(policy(s), s, hz) for s in samples])
+            for name, policy in policies.items()}
+
+
 def validate(loaded, samples, max_reasoning_tokens: int = 96, blank_images: bool = False,
              trace_path: str | Path | None = None, progress: bool = True,
-             trajectory_decoding: str = "greedy") -> dict:
-    """Greedy constrained outputs on ``samples``; metrics, baselines and per-sample records.
+             trajectory_decoding: str = "greedy", references: dict | None = None) -> dict:
+    """Greedy constrained outputs on ``samples``; metrics, the reference policies' metrics
+    (``references``: name → ``sample -> Decision``, default the blind rows without the
+    learned one), the kinematic baselines and per-sample records.
 
     ``trajectory_decoding`` picks how the trajectory tokens are chosen (see
     :func:`vla.model.generate.generate_decision`)."""
     from tqdm import tqdm
 
-    from vla.evaluation.open_loop import decision_metrics
     from vla.model.generate import generate_decision
+    from vla.reference import reference_policies
     from vla.traces import append_trace, decision_fields
 
     spec = loaded.codec.spec
@@ -81,15 +109,7 @@ def validate(loaded, samples, max_reasoning_tokens: int = 96, blank_images: bool
             sample = {**sample, "images": blank_like(sample["images"])}
         gen = generate_decision(loaded, sample, max_reasoning_tokens=max_reasoning_tokens,
                                 trajectory_decoding=trajectory_decoding)
-        row = {"sample_id": sample["sample_id"], "scenario": sample["scenario"],
-               "parsed": gen.decision is not None}
-        if gen.decision is not None:
-            d = decision_metrics(gen.decision, sample, spec.hz)
-            row.update(correct_lon=bool(d["accuracy_lon"]), correct_lat=bool(d["accuracy_lat"]),
-                       consistent_lon=bool(d["consistency_lon"]),
-                       consistent_lat=bool(d["consistency_lat"]),
-                       **trajectory_errors(gen.decision.trajectory,
-                                           np.asarray(sample["future"]), spec.hz))
+        row = decision_record(gen.decision, sample, spec.hz)
         records.append(row)
         if trace_path is not None:
             append_trace(trace_path, {
@@ -100,8 +120,10 @@ def validate(loaded, samples, max_reasoning_tokens: int = 96, blank_images: bool
                 "metrics": {k: v for k, v in row.items() if k not in ("sample_id", "scenario")},
                 "tokens": {"prompt": gen.prompt_tokens, "completion": gen.completion_tokens},
                 "seconds": round(gen.seconds, 3)})
-    return {"model": score_outputs(records), "baselines": baseline_metrics(samples, spec),
-            "records": records}
+    policies = reference_policies() if references is None else references
+    return {"model": score_outputs(records),
+            "references": reference_metrics(samples, policies, spec.hz),
+            "baselines": baseline_metrics(samples, spec), "records": records}
 
 
 def results_table(results: dict[str, dict], title: str):
