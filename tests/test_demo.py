@@ -13,7 +13,8 @@ from vla.demo import DemoConfig, run_demo, torch_threads
 
 SUMMARY_KEYS = {"parse_rate", "decision_accuracy", "consistency_sft", "consistency_grpo",
                 "ade_3s_model", "ade_3s_constant_velocity", "closed_loop", "stage_seconds",
-                "report"}
+                "report", "decision_accuracy_blind_prior", "decision_accuracy_blind_learned",
+                "consistency_blind_constant", "correct_and_consistent"}
 STAGES = ["data", "model", "stage1", "stage2", "serve", "grpo", "open_loop", "closed_loop",
           "report"]
 SERVED = ("serve", "grpo", "open_loop", "closed_loop")
@@ -30,13 +31,16 @@ def test_demo_runs_resumes_and_redoes_only_what_is_missing(tmp_path):
                         eval_samples=4, open_loop_samples=4, open_loop_k=2,
                         closed_loop_episodes=1, stage1_steps=2, stage2_steps=2)
     threads = torch.get_num_threads()
-    first, _ = _run(config)
+    first, text = _run(config)
     assert torch.get_num_threads() == threads  # stages 1 and 2 used their own, then gave back
     assert set(first) >= SUMMARY_KEYS
     assert list(first["stage_seconds"]) == STAGES
     assert all(seconds > 0 for seconds in first["stage_seconds"].values())
     assert 0.0 <= first["parse_rate"] <= 1.0
     assert set(first["decision_accuracy"]) == {"longitudinal", "lateral"}
+    assert set(first["decision_accuracy_blind_learned"]) == {"longitudinal", "lateral"}
+    assert first["consistency_blind_prior"] == 1.0  # the blind row the table must show
+    assert "blind-learned" in re.sub(r"\s+", " ", text)
     assert set(first["closed_loop"]) == {"model", "expert", "constant-velocity"}
     for metrics in first["closed_loop"].values():
         assert metrics["collision_rate"] in (0.0, 1.0) and 0.0 <= metrics["pdms"] <= 1.0

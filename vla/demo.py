@@ -161,7 +161,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
 
     start = time.perf_counter()
     s2_config = _stage_config("stage2", config.scale, model=base, data=data_dir, out=stage2_dir,
-                              eval_samples=config.eval_samples,
+                              eval_samples=config.eval_samples, eval_split="test",
                               **config.steps_override("stage2"))
     built = finished_result(s2_config) is None
     with torch_threads(config.train_threads):
@@ -193,12 +193,23 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
         _write_report(closed_traces, data_dir, model_dir, report)
     stages.finish("report", start, f"{'wrote' if built else 'reused'} {report}", built)
 
+    refs = open_loop["references"]  # the blind rows on the same test samples
+
+    def accuracy(row: dict) -> dict:
+        return {"longitudinal": row["accuracy_lon"], "lateral": row["accuracy_lat"]}
+
     summary.update({
         "parse_rate": policy["parsed"],
-        "decision_accuracy": {"longitudinal": policy["accuracy_lon"],
-                              "lateral": policy["accuracy_lat"]},
+        "decision_accuracy": accuracy(policy),
+        **{f"decision_accuracy_{name.replace('-', '_')}": accuracy(row)
+           for name, row in refs.items()},
         "consistency_sft": sft["consistency"],
         "consistency_grpo": policy["consistency"],
+        **{f"consistency_{name.replace('-', '_')}": row["consistency"]
+           for name, row in refs.items()},
+        "correct_and_consistent": policy["correct_and_consistent"],
+        **{f"correct_and_consistent_{name.replace('-', '_')}": row["correct_and_consistent"]
+           for name, row in refs.items()},
         "ade_3s_model": open_loop["model"]["l2_avg_3s"],
         "ade_3s_model_mean_k": open_loop["model_mean_k"]["l2_avg_3s"],
         "mean_k": f"mean of {open_loop['k']} samples at temperature "
@@ -210,7 +221,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
             open_loop["baselines"]["damped-acceleration"]["l2_avg_3s"],
         "validation_samples": open_loop["samples"],
         "open_loop": {"samples": open_loop["samples"], "model": open_loop["model"],
-                      "model_mean_k": open_loop["model_mean_k"],
+                      "model_mean_k": open_loop["model_mean_k"], "references": refs,
                       "baselines": open_loop["baselines"]},
         "closed_loop": {name: {"collision_rate": m["collision_rate"], "pdms": m["pdms"],
                                "progress": m["progress"],
@@ -285,7 +296,10 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
 
             test = dataset["test"]
             samples = stratified_subset(test, config.open_loop_samples)
+            from vla.reference import reference_policies
+
             open_loop = evaluate_open_loop(endpoint_decider(client), samples, 10.0,
+                                           references=reference_policies(dataset["train"]),
                                            k=config.open_loop_k, shortcut=False,
                                            concurrency=8,
                                            temperature=config.open_loop_temperature)
@@ -338,22 +352,30 @@ def _print_summary(console: Console, summary: dict) -> None:
         table.add_row(stage, f"{seconds:.1f}")
     table.add_row("total", f"{sum(summary['stage_seconds'].values()):.1f}")
     console.print(table)
-    head = Table(title=f"test split ({summary['validation_samples']} samples, constrained "
-                       f"decoding)")
-    for c in ("", "parse rate", "decision acc. lon / lat", "consistency", "ADE@3s (m)"):
+    head = Table(title=f"test split ({summary['validation_samples']} samples, stratified by "
+                       f"scenario; constrained decoding)")
+    for c in ("", "parse rate", "decision acc. lon / lat", "consistency",
+              "correct & consistent", "ADE@3s (m)"):
         head.add_column(c, justify="right")
     acc = summary["decision_accuracy"]
-    head.add_row("SFT", "", "", f"{summary['consistency_sft']:.3f}", "")
+    head.add_row("SFT", "", "", f"{summary['consistency_sft']:.3f}", "", "")
     head.add_row("GRPO, greedy", f"{summary['parse_rate']:.3f}",
                  f"{acc['longitudinal']:.3f} / {acc['lateral']:.3f}",
-                 f"{summary['consistency_grpo']:.3f}", f"{summary['ade_3s_model']:.3f}")
-    head.add_row(f"GRPO, {summary['mean_k']}", "", "", "", f"{summary['ade_3s_model_mean_k']:.3f}")
-    head.add_row("constant velocity", "", "", "", f"{summary['ade_3s_constant_velocity']:.3f}")
-    head.add_row("constant acceleration", "", "", "",
+                 f"{summary['consistency_grpo']:.3f}", f"{summary['correct_and_consistent']:.3f}",
+                 f"{summary['ade_3s_model']:.3f}")
+    head.add_row(f"GRPO, {summary['mean_k']}", "", "", "", "",
+                 f"{summary['ade_3s_model_mean_k']:.3f}")
+    for name, row in summary["open_loop"].get("references", {}).items():
+        head.add_row(name, f"{row['parsed']:.3f}",
+                     f"{row['accuracy_lon']:.3f} / {row['accuracy_lat']:.3f}",
+                     f"{row['consistency']:.3f}", f"{row['correct_and_consistent']:.3f}",
+                     f"{row['l2_avg_3s']:.3f}")
+    head.add_row("constant velocity", "", "", "", "",
+                 f"{summary['ade_3s_constant_velocity']:.3f}")
+    head.add_row("constant acceleration", "", "", "", "",
                  f"{summary['ade_3s_constant_acceleration']:.3f}")
-    if "ade_3s_damped_acceleration" in summary:
-        head.add_row("damped acceleration (the codec's prior)", "", "", "",
-                     f"{summary['ade_3s_damped_acceleration']:.3f}")
+    head.add_row("damped acceleration (the codec's prior)", "", "", "", "",
+                 f"{summary['ade_3s_damped_acceleration']:.3f}")
     console.print(head)
     cl = Table(title="closed loop (eval/scenarios/demo.yaml)")
     for c in ("planner", "collision rate", "PDMS", "progress", "decision match"):

@@ -9,16 +9,21 @@ the step, so a resumed run draws the same) → ``group_size`` completions each f
 under the output grammar, sampled from the current adapter → rewards (:mod:`vla.rl.rewards`)
 → group-normalised advantages ``(r - mean) / (std + 1e-4)`` → ``updates_per_step`` passes of
 the clipped token-level objective over the same completions (transformers forward of prompt +
-completion; ε low / high; the loss averaged over all completion tokens of the step, as DAPO;
-optional KL to the reference — the same model with the adapter switched off — by the k3
-estimator) → the adapter is saved and loaded into the server under a new name, the previous
-one unloaded, so the next rollouts come from the new policy.
+completion; ε low / high; the loss averaged over the completion tokens of the step, as DAPO;
+optional KL, by the k3 estimator, to the reference: the starting SFT adapter, loaded frozen
+beside the trained one) → the adapter is saved and loaded into the server under a new name,
+the previous one unloaded, so the next rollouts come from the new policy.
 
-Simplifications: the log-probabilities in the update are those of the full softmax, not the
-grammar-masked distribution the server sampled from; both sides of the ratio use the same, so
-the clipping is consistent, and with ``updates_per_step = 1`` the ratio is 1 and the update is
-the plain group-normalised policy gradient (TRL's ``num_iterations = 1``). Groups whose
-rewards are all equal carry no signal and are skipped.
+The log-probabilities in the update are those of the distribution the server samples from
+(:func:`masked_logprobs`): the grammar state machine of :mod:`vla.model.constraints` is
+replayed over each completion, and at each position the logits are divided by the
+temperature, the tokens the grammar forbids removed and the top-p nucleus kept as vLLM cuts
+it; a token the grammar forces has probability 1 and is left out of the loss and of its token
+count. Simplifications: the forward is transformers', not the server's, so the two differ by
+rounding (a sampled token just outside the recomputed nucleus is kept in it); with
+``updates_per_step = 1`` the ratio is 1 and the update is the plain group-normalised policy
+gradient (TRL's ``num_iterations = 1``); groups whose rewards are all equal carry no signal
+and are skipped.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import numpy as np
 from vla.jsonfile import write_json
 from vla.rl.rewards import RewardWeights, score_completion
 from vla.traces import append_trace, read_traces, trim_log
+
+TRAINED, REFERENCE = "default", "reference"  # the peft adapter names
 
 
 @dataclass
@@ -72,6 +79,8 @@ class GRPOConfig:
             raise ValueError("eps_low must be in [0, 1) and eps_high >= 0")
         if self.learning_rate <= 0 or self.temperature <= 0 or self.beta_kl < 0:
             raise ValueError("learning_rate and temperature must be > 0, beta_kl >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         RewardWeights(**self.reward_weights)  # validates the names and values
 
     @property
@@ -100,22 +109,80 @@ def clipped_token_loss(new_logp, old_logp, ref_logp, advantages, mask, eps_low, 
     return (loss * mask).sum()
 
 
-class PolicyModel:
-    """The base model with the trainable LoRA adapter, and the log-probability of completions."""
+def masked_logprobs(logits, allowed, temperature: float, top_p: float, tokens):
+    """Log-probability of ``tokens`` ``(...)`` under the distribution a sampler draws them from:
+    ``logits / temperature`` ``(..., vocab)``, the tokens outside ``allowed`` (bool, same shape)
+    removed, then the top-p nucleus as vLLM (and transformers) cut it: sorted by probability,
+    the tokens whose cumulative probability from the least likely up is ``<= 1 - top_p``
+    dropped, the likeliest always kept. The token itself is never dropped by the nucleus: a
+    sampled token was in the sampler's, and rounding may put it just outside this one."""
+    import torch
 
-    def __init__(self, base: str, adapter: str, learning_rate: float):
+    scores = (logits.float() / temperature).masked_fill(~allowed, -float("inf"))
+    if top_p < 1:
+        with torch.no_grad():
+            ascending, order = scores.sort(-1)
+            drop = ascending.softmax(-1).cumsum(-1) <= 1 - top_p
+            drop[..., -1] = False
+            drop = torch.zeros_like(drop).scatter(-1, order, drop)
+            drop.scatter_(-1, tokens[..., None], False)
+        scores = scores.masked_fill(drop, -float("inf"))
+    return torch.log_softmax(scores, -1).gather(-1, tokens[..., None])[..., 0]
+
+
+def replay_grammar(grammar, completions: list[list[int]], width: int):
+    """The output grammar replayed over each completion (right-padded to ``width``).
+
+    Returns the distinct masks of allowed tokens ``(k, vocab)`` (row 0, for padding, allows
+    every token), which of them holds at each position ``(n, width)``, and the loss mask
+    ``(n, width)``: the completion positions where the grammar leaves a choice. A forced token
+    (the only one allowed) has probability 1 whatever the weights, so it carries no gradient.
+    """
+    import torch
+
+    table, rows = [np.ones(grammar.ids.vocab_size, bool)], {}
+    index = np.zeros((len(completions), width), np.int64)
+    for i, ids in enumerate(completions):
+        state = grammar.initial()
+        for j, token in enumerate(ids):
+            allowed = grammar.allowed(state)  # cached by the grammar: one object per mask
+            if id(allowed) not in rows:
+                rows[id(allowed)] = len(table)
+                table.append(allowed)
+            index[i, j] = rows[id(allowed)]
+            state = grammar.advance(state, token)
+    table, index = torch.from_numpy(np.stack(table)), torch.from_numpy(index)
+    loss_mask = (table.sum(-1) > 1)[index] & (index > 0)
+    return table, index, loss_mask.float()
+
+
+class PolicyModel:
+    """The base model with the trainable LoRA adapter (peft's ``default``) and, for the KL
+    term, the ``reference`` adapter loaded frozen beside it; the log-probability of completions
+    under the grammar, temperature and top-p the server samples with."""
+
+    def __init__(self, base: str, adapter: str, learning_rate: float, temperature: float = 1.0,
+                 top_p: float = 1.0, reference: str | None = None):
         import torch
         from peft import PeftModel
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+        from vla.model.loading import grammar_for_dir
+
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
         self.model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        self.has_reference = reference is not None
+        if self.has_reference:
+            self.model.load_adapter(reference, adapter_name=REFERENCE, is_trainable=False)
         self.processor = AutoProcessor.from_pretrained(base)
+        self.grammar = grammar_for_dir(base)  # the client's: the same the server samples under
+        self.temperature, self.top_p = temperature, top_p
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad], lr=learning_rate)
 
     def group_inputs(self, sample: dict, completions: list[list[int]]):
-        """One batch: the prompt (with its images) followed by each completion, right-padded."""
+        """One batch: the prompt (with its images) followed by each completion, right-padded;
+        the completion tokens, the loss mask and the allowed tokens (:func:`replay_grammar`)."""
         import torch
 
         from vla.model.generate import prompt_inputs
@@ -124,24 +191,45 @@ class PolicyModel:
         n, width = len(completions), max(len(c) for c in completions)
         pad = self.processor.tokenizer.pad_token_id
         comp = torch.full((n, width), pad, dtype=torch.long)
-        mask = torch.zeros((n, width))
+        attention = torch.zeros((n, width), dtype=torch.long)
         for i, ids in enumerate(completions):
             comp[i, :len(ids)] = torch.tensor(ids)
-            mask[i, :len(ids)] = 1
+            attention[i, :len(ids)] = 1
+        table, index, mask = replay_grammar(self.grammar, completions, width)
         ids = torch.cat([prompt["input_ids"].repeat(n, 1), comp], dim=1)
-        attention = torch.cat([prompt["attention_mask"].repeat(n, 1), mask.long()], dim=1)
+        attention = torch.cat([prompt["attention_mask"].repeat(n, 1), attention], dim=1)
         inputs = {"input_ids": ids, "attention_mask": attention,
                   "pixel_values": prompt["pixel_values"].repeat(n, 1),
                   "image_grid_thw": prompt["image_grid_thw"].repeat(n, 1)}
-        return inputs, comp, mask
+        if "mm_token_type_ids" in prompt:  # where the images are: the 3-D (M-RoPE) positions
+            inputs["mm_token_type_ids"] = torch.cat(  # the completion is text (type 0)
+                [prompt["mm_token_type_ids"].repeat(n, 1), torch.zeros_like(comp)], dim=1)
+        return inputs, comp, mask, (table, index)
 
-    def logprobs(self, inputs, comp):
-        """Log-probability of each completion token, ``(n, width)``."""
+    def logprobs(self, inputs, comp, allowed):
+        """Log-probability of each completion token under the sampler's distribution,
+        ``(n, width)``; ``allowed`` is the ``(table, index)`` of :meth:`group_inputs`."""
+        table, index = allowed
+        width = comp.shape[1]
+        logits = self.model(**inputs, logits_to_keep=width + 1).logits[:, :-1]
+        return masked_logprobs(logits, table[index], self.temperature, self.top_p, comp)
+
+    def reference_logprobs(self, inputs, comp, allowed):
+        """:meth:`logprobs` under the frozen reference adapter (no gradient)."""
         import torch
 
-        width = comp.shape[1]
-        logits = self.model(**inputs, logits_to_keep=width + 1).logits[:, :-1].float()
-        return torch.log_softmax(logits, -1).gather(-1, comp[..., None])[..., 0]
+        if not self.has_reference:
+            raise ValueError("the policy was built without a reference adapter")
+        self.model.set_adapter(REFERENCE, inference_mode=True)
+        try:
+            with torch.no_grad():
+                return self.logprobs(inputs, comp, allowed)
+        finally:
+            self.model.set_adapter(TRAINED)  # trainable again, the reference frozen
+
+    def save(self, out: Path) -> None:
+        """The trained adapter alone (peft would write the reference beside it)."""
+        self.model.save_pretrained(out, selected_adapters=[TRAINED])
 
 
 def _server_call(url: str, path: str, body: dict) -> None:
@@ -189,7 +277,7 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
     from vla.data.build import load_dataset_dir
     from vla.model.loading import load_codec_of
     from vla.serving.client import VLAClient
-    from vla.serving.vllm_server import ServerConfig, VLLMServer
+    from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
 
     console = console or Console()
     out = config.out_dir
@@ -207,7 +295,8 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
     per_prompt = len(meta["cameras"]) * meta["frames"]
     start = _last_step(out)
     adapter_dir = out / "adapters" / f"step-{start}" if start else Path(config.adapter)
-    policy = PolicyModel(config.base, str(adapter_dir), config.learning_rate)
+    policy = PolicyModel(config.base, str(adapter_dir), config.learning_rate, config.temperature,
+                         config.top_p, reference=config.adapter if config.beta_kl > 0 else None)
     if start and (out / "optimizer.pt").is_file():
         policy.optimizer.load_state_dict(torch.load(out / "optimizer.pt"))
         console.print(f"resuming GRPO after step {start}")
@@ -219,6 +308,7 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
     url = config.server_url
     if url is None:
         server = VLLMServer(ServerConfig(model=Path(config.base), enable_lora=True,
+                                         max_lora_rank=lora_rank_of(config.adapter),
                                          images_per_prompt=max(per_prompt, 2),
                                          max_model_len=4096),
                             log_path=out / "vllm_server.log").start()
@@ -255,7 +345,7 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
                                    group_advantages(totals)))
             stats = _update(policy, groups, config)
             new_dir = out / "adapters" / f"step-{step}"
-            policy.model.save_pretrained(new_dir)
+            policy.save(new_dir)
             new_name = f"policy-{step}"
             swap_adapter(url, new_name, new_dir, name)
             name = new_name
@@ -276,11 +366,12 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
     plot_rewards(log, out / "rewards.png")
     result = {"steps": config.steps, "adapter": str(final), "log": log}
     if config.eval_samples:
+        from vla.data.subsets import stratified_subset
         from vla.model.loading import load_model_dir
         from vla.training.validate import validate
 
         split = dataset["test"]
-        samples = split.select(range(min(config.eval_samples, len(split))))
+        samples = stratified_subset(split, config.eval_samples)
         metrics = validate(load_model_dir(config.base, adapter=final), samples,
                            trace_path=None)
         result["validation"] = {"split": "test", "samples": len(samples),
@@ -297,24 +388,24 @@ def _update(policy: PolicyModel, groups, config: GRPOConfig) -> dict:
     policy.model.train()
     prepared = []
     for sample, completions, adv in groups:
-        inputs, comp, mask = policy.group_inputs(sample, completions)
+        inputs, comp, mask, allowed = policy.group_inputs(sample, completions)
         old = ref = None
         with torch.no_grad():
             if config.updates_per_step > 1:  # with one pass, old = new (detached): no forward
-                old = policy.logprobs(inputs, comp)
+                old = policy.logprobs(inputs, comp, allowed)
             if config.beta_kl > 0:
-                with policy.model.disable_adapter():
-                    ref = policy.logprobs(inputs, comp)
-        prepared.append((inputs, comp, mask, old, ref, torch.tensor(adv, dtype=torch.float32)))
-    tokens = sum(float(p[2].sum()) for p in prepared)
+                ref = policy.reference_logprobs(inputs, comp, allowed)
+        prepared.append((inputs, comp, mask, allowed, old, ref,
+                         torch.tensor(adv, dtype=torch.float32)))
+    tokens = sum(float(p[2].sum()) for p in prepared)  # those the grammar leaves a choice
     total = 0.0
     for _ in range(config.updates_per_step):
         policy.optimizer.zero_grad()
-        for inputs, comp, mask, old, ref, adv in prepared:
-            new = policy.logprobs(inputs, comp)
+        for inputs, comp, mask, allowed, old, ref, adv in prepared:
+            new = policy.logprobs(inputs, comp, allowed)
             old = new.detach() if old is None else old
             loss = clipped_token_loss(new, old, ref, adv, mask, config.eps_low,
-                                      config.eps_high, config.beta_kl) / tokens
+                                      config.eps_high, config.beta_kl) / max(tokens, 1.0)
             loss.backward()
             total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(

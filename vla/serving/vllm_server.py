@@ -29,6 +29,24 @@ class ServerError(RuntimeError):
 # expected-entry trajectory decoding, per request (vla.serving.logits; imports vLLM, so named)
 LOGITS_PROCESSOR = "vla.serving.logits:ExpectedEntryProcessor"
 
+# the values ``--max-lora-rank`` accepts
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_rank_of(adapter_dir: str | Path) -> int:
+    """The ``max_lora_rank`` that serves the LoRA adapter in ``adapter_dir``: its rank (the
+    largest of ``r`` and any per-module rank), rounded up to a value vLLM accepts."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.is_file():
+        raise ValueError(f"{adapter_dir} is not a LoRA adapter (no adapter_config.json)")
+    config = json.loads(path.read_text())
+    rank = max([int(config["r"]), *(config.get("rank_pattern") or {}).values()])
+    for allowed in LORA_RANKS:
+        if allowed >= rank:
+            return allowed
+    raise ValueError(f"adapter {adapter_dir} has rank {rank}; vLLM serves at most "
+                     f"{LORA_RANKS[-1]}")
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -37,6 +55,7 @@ class ServerConfig:
     ``images_per_prompt`` must cover cameras × frames of a sample. ``dtype`` float32
     keeps CPU outputs comparable with transformers'. ``kv_cache_gib`` is the CPU
     KV-cache size (``VLLM_CPU_KVCACHE_SPACE``); vLLM on a GPU uses its own setting.
+    ``max_lora_rank`` must cover the adapters served (:func:`lora_rank_of`).
     """
 
     model: Path
@@ -66,6 +85,8 @@ class ServerConfig:
             raise ValueError(f"max_model_len must be >= 16, got {self.max_model_len}")
         if self.startup_timeout_s <= 0:
             raise ValueError("startup_timeout_s must be positive")
+        if self.max_lora_rank not in LORA_RANKS:
+            raise ValueError(f"max_lora_rank must be one of {LORA_RANKS}, got {self.max_lora_rank}")
         for name, path in self.adapters:
             if not (Path(path) / "adapter_config.json").is_file():
                 raise ValueError(f"adapter {name!r}: {path} has no adapter_config.json")
