@@ -121,3 +121,35 @@ def test_reward_audit_verdicts(all_samples):
     # consistency is paid only with correctness: agreeing with itself is not enough
     assert policies["blind-prior"]["components"]["consistency"] < \
         policies["label"]["components"]["consistency"]
+
+
+def test_progress_follows_the_reference_path_cut_to_the_horizon(all_samples):
+    """The route is the expert's lane-level plan from the ego to the horizon (not whole lane
+    centrelines): the expert scores 1, and a lane-keeper at the expert's speed is not
+    punished for the expert's lane change (nor a slow lane-changer rewarded)."""
+    import numpy as np
+
+    from vla.scoring import progress_ratio
+
+    scored = 0
+    for sample in all_samples:
+        cache = json.loads(sample["metric_cache"])
+        route = np.asarray(cache["route"]["centerline"])
+        future = np.asarray(sample["future"])
+        assert np.allclose(route[0], 0.0)
+        path = np.linalg.norm(np.diff(future[:, :2], axis=0), axis=1).sum()
+        assert np.linalg.norm(np.diff(route, axis=0), axis=1).sum() < path + 60.0
+        assert len(sample["metric_cache"]) < 30_000
+        expert = progress_ratio(future, future, cache)
+        if expert is None:
+            continue
+        scored += 1
+        assert expert == pytest.approx(1.0, abs=0.05)
+        if abs(future[-1, 2]) < 0.3:  # no turn: straight on in the lane at the expert's own
+            keeper = np.column_stack([np.linspace(0, path, len(future) + 1)[1:],  # distance
+                                      np.zeros(len(future)), np.zeros(len(future))])
+            assert progress_ratio(keeper, future, cache) > 0.9
+        half = future.copy()
+        half[:, :2] *= 0.5
+        assert progress_ratio(half, future, cache) < 0.7
+    assert scored > 0

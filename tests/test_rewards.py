@@ -204,3 +204,20 @@ def test_scoring_geometry():
     assert off_road(np.column_stack([20 * T, 9.0 * np.ones(60), 0 * T]), cache) is True
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
         RewardWeights(consistency=-1.0)
+
+
+def test_progress_does_not_depend_on_which_lane():
+    """The expert changes lane; a lane-keeper at its speed makes the same progress, a
+    lane-changer at half its speed half of it (a route made of whole lane centrelines jumped
+    back at the lane change and scored these 0.007 and 0.996)."""
+    from vla.scoring import progress_ratio
+
+    expert = _lane_change(20.0, 4.0)
+    route = np.vstack([[0.0, 0.0], expert[:, :2], expert[-1, :2] + [30.0, 0.0]])
+    cache = {**_cache(), "route": {"lanes": [], "centerline": route.tolist(),
+                                   "command": "follow_road"}}
+    assert progress_ratio(expert, expert, cache) == pytest.approx(1.0, abs=0.01)
+    assert progress_ratio(_cruise(20.0), expert, cache) == pytest.approx(1.0, abs=0.05)
+    slow = expert.copy()
+    slow[:, 0] *= 0.5
+    assert progress_ratio(slow, expert, cache) == pytest.approx(0.5, abs=0.05)
