@@ -216,7 +216,7 @@ def _cell(m: dict, c: str) -> str:
     if c == "episodes":
         return str(m[c])
     ci = m.get(f"{c}_ci95")
-    return f"{m[c]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+    return f"{m[c]:.3f}" + (f" \\[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 def print_closed_loop(result: dict) -> None:
@@ -225,7 +225,7 @@ def print_closed_loop(result: dict) -> None:
 
     console = Console(width=220)
     table = Table(title=f"closed loop: {result['scenario_set']}, {result['episodes']} episodes, "
-                        f"seed {result['seed']} ([lo, hi]: 95 % bootstrap interval over "
+                        f"seed {result['seed']} (\\[lo, hi]: 95 % bootstrap interval over "
                         f"episodes; PDMS-like: NAVSIM's formula on closed-loop inputs)")
     table.add_column("planner")
     for c in CLOSED_LOOP_COLUMNS:

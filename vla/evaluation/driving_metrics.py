@@ -1,4 +1,5 @@
-"""Closed-loop driving metrics from the simulator's states, and the PDMS-like score.
+"""Closed-loop driving metrics from the simulator's states, the PDMS-like score and
+bootstrap confidence intervals.
 
 All inputs are the logged world states of an episode (the ego's and the other agents'),
 sampled at the simulation rate after the planner took over:
@@ -13,7 +14,29 @@ sampled at the simulation rate after the planner took over:
   not highway-env's ``on_road``, which asks only the lane its heading-weighted search picks;
 - ``progress``: how far along the expert's driven path (same scenario, same seed) the ego's
   final position projects, over the expert's path length, clipped to [0, 1];
-- ``pdms`` = NC · DAC · (5 · TTC + 5 · EP + 2 · C) / 12, with NC, DAC, TTC, C in {0, 1}.
+- ``pdms_like`` = NC · DAC · (5 · TTC + 5 · EP + 2 · C) / 12, with NC, DAC, TTC, C in {0, 1};
+- ``bootstrap_ci``: a percentile-bootstrap interval of a mean over episodes.
+
+The score is called PDMS-*like* because it takes NAVSIM's formula but not its inputs.
+What differs from NAVSIM's PDM score:
+
+- simulation: NAVSIM scores one 4 s plan, tracked by an LQR controller while the other
+  agents replay their logs (non-reactive); here the whole episode after the warm-up is
+  driven in closed loop (re-planned every ``decision_every_s``, followed by a pure-pursuit
+  tracker, other vehicles reacting), and each sub-score covers that whole episode;
+- NC: NAVSIM counts only at-fault collisions and gives 0.5 for one with a static object;
+  here any collision highway-env reports is 0 (fault is not judged) and ends the episode;
+- DAC: NAVSIM checks the box corners against the drivable-area map at every step; here the
+  vehicle's centre must stay within the lane strips plus 0.5 m, and an episode ends after
+  0.5 s outside;
+- EP: NAVSIM divides the progress along the route by that of its privileged PDM-Closed
+  planner; here the reference is the simulator's own driver (IDM + MOBIL) on the same
+  seed, and the ego's final position is projected onto that driver's path;
+- TTC: NAVSIM projects all agents' boxes forward at constant velocity; here only vehicles
+  ahead in the ego's corridor count, at their current closing speed;
+- C: NAVSIM also bounds lateral acceleration and the jerk magnitude; those are ignored;
+- driving-direction and traffic-light compliance are not scored (NAVSIM's v1 weighs the
+  former 0 too).
 
 Simplifications: TTC looks only at vehicles ahead in the ego's corridor (no crossing
 traffic) and assumes both keep their speeds; comfort ignores lateral jerk.
@@ -114,8 +137,32 @@ def off_lanes(xy: np.ndarray, lanes, margin_m: float = 0.5) -> bool:
     return True
 
 
-def pdms(no_collision: bool, drivable: bool, ttc_ok: bool, ego_progress: float,
-         comfortable: bool) -> float:
-    """NAVSIM's PDM score: NC · DAC · (5 · TTC + 5 · EP + 2 · C) / 12."""
+def pdms_like(no_collision: bool, drivable: bool, ttc_ok: bool, ego_progress: float,
+              comfortable: bool) -> float:
+    """NAVSIM's PDM-score formula, NC · DAC · (5 · TTC + 5 · EP + 2 · C) / 12, on this
+    module's inputs (see the module docstring for what differs from NAVSIM's)."""
     return float(no_collision) * float(drivable) * (
         5 * float(ttc_ok) + 5 * float(ego_progress) + 2 * float(comfortable)) / 12
+
+
+def bootstrap_ci(values, resamples: int = 1000, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the mean of ``values`` (one per episode).
+
+    ``resamples`` resamples of the episodes with replacement, drawn from a generator seeded
+    with ``seed`` (the same values and seed give the same interval); the interval is the
+    ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of their means. None
+    entries are left out; None when nothing is left. When every value is the same the
+    interval is that value: with n episodes and no collision, [0, 0] says only that the
+    rate is likely below about 3 / n, not that it is zero.
+    """
+    x = np.asarray([v for v in values if v is not None], float)
+    if len(x) == 0:
+        return None
+    if resamples < 1 or not 0 < confidence < 1:
+        raise ValueError("resamples must be >= 1 and confidence in (0, 1)")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)

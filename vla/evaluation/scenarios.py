@@ -6,6 +6,7 @@ A scenario set is a YAML file::
     duration_s: 12          # simulated time per episode, warm-up included
     warmup_s: 2.0           # the simulator's driver drives first, so the model has a history
     decision_every_s: 0.5   # the planner is asked every 0.5 s; the tracker runs at 10 Hz
+    episodes_per_scenario: 2  # optional: the set's full size is this times the entries
     scenarios:
       - event: lead_brake   # a scripted event of the data recipes (vla.sim.recipes.EVENTS)
         road: highway       # optional; must match the event's road
@@ -14,6 +15,10 @@ A scenario set is a YAML file::
 
 ``episodes(n, seed)`` lists the episodes: scenario entries in turn, each entry's own seeds
 first, then seeds derived from ``seed``. The same file, n and seed give the same episodes.
+With ``n`` left out it lists the whole set, ``size`` episodes: ``episodes_per_scenario`` of
+each entry (without that key: as many as the entry with the most pinned seeds, at least
+one). Since entries take turns, the first ``k * len(scenarios)`` episodes of any ``n``
+hold ``k`` of each entry.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class ScenarioSet:
     duration_s: float = 12.0
     warmup_s: float = 2.0
     decision_every_s: float = 0.5
+    episodes_per_scenario: int | None = None
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -64,10 +70,20 @@ class ScenarioSet:
             steps = getattr(self, name) / DT
             if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
                 raise ValueError(f"{name} must be a positive multiple of {DT} s")
+        if self.episodes_per_scenario is not None and self.episodes_per_scenario < 1:
+            raise ValueError(f"episodes_per_scenario must be >= 1, got "
+                             f"{self.episodes_per_scenario}")
         for entry in self.scenarios:  # ScenarioSpec validates duration and traffic
             ScenarioSpec(entry.event, duration_s=self.duration_s, traffic=entry.traffic)
 
-    def episodes(self, n: int, seed: int) -> list[tuple[ScenarioSpec, int]]:
+    @property
+    def size(self) -> int:
+        """Episodes in the whole set (``episodes(None, seed)``)."""
+        per = self.episodes_per_scenario or max([1] + [len(e.seeds) for e in self.scenarios])
+        return per * len(self.scenarios)
+
+    def episodes(self, n: int | None, seed: int) -> list[tuple[ScenarioSpec, int]]:
+        n = self.size if n is None else n
         if n < 1:
             raise ValueError(f"episodes must be >= 1, got {n}")
         rng = np.random.default_rng(seed)
@@ -95,7 +111,8 @@ def load_scenario_set(path: str | Path) -> ScenarioSet:
         raise ValueError(f"{p}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict) or "scenarios" not in raw:
         raise ValueError(f"{p}: expected a mapping with a 'scenarios' list")
-    known = {"name", "scenarios", "duration_s", "warmup_s", "decision_every_s", "description"}
+    known = {"name", "scenarios", "duration_s", "warmup_s", "decision_every_s", "description",
+             "episodes_per_scenario"}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"{p}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
@@ -108,9 +125,12 @@ def load_scenario_set(path: str | Path) -> ScenarioSet:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{p}: scenarios[{i}]: {exc}") from exc
     try:
+        per = raw.get("episodes_per_scenario")
+        if per is not None and (isinstance(per, bool) or not isinstance(per, int)):
+            raise ValueError(f"episodes_per_scenario must be an integer, got {per!r}")
         return ScenarioSet(name=str(raw.get("name", p.stem)), scenarios=tuple(entries),
                            **{k: float(raw[k]) for k in ("duration_s", "warmup_s",
                                                            "decision_every_s") if k in raw},
-                           source=str(p))
+                           episodes_per_scenario=per, source=str(p))
     except ValueError as exc:
         raise ValueError(f"{p}: {exc}") from exc
