@@ -18,6 +18,7 @@ SUMMARY_KEYS = {"parse_rate", "decision_accuracy", "consistency_sft", "consisten
 STAGES = ["data", "model", "stage1", "stage2", "serve", "grpo", "open_loop", "closed_loop",
           "report"]
 SERVED = ("serve", "grpo", "open_loop", "closed_loop")
+PLANNERS = {"model", "expert", "expert-tracked", "damped-prior", "constant-velocity"}
 
 
 def _run(config: DemoConfig) -> tuple[dict, str]:
@@ -41,9 +42,11 @@ def test_demo_runs_resumes_and_redoes_only_what_is_missing(tmp_path):
     assert set(first["decision_accuracy_blind_learned"]) == {"longitudinal", "lateral"}
     assert first["consistency_blind_prior"] == 1.0  # the blind row the table must show
     assert "blind-learned" in re.sub(r"\s+", " ", text)
-    assert set(first["closed_loop"]) == {"model", "expert", "constant-velocity"}
+    assert set(first["closed_loop"]) == PLANNERS
     for metrics in first["closed_loop"].values():
-        assert metrics["collision_rate"] in (0.0, 1.0) and 0.0 <= metrics["pdms"] <= 1.0
+        assert metrics["collision_rate"] in (0.0, 1.0) and 0.0 <= metrics["pdms_like"] <= 1.0
+        lo, hi = metrics["collision_rate_ci95"]
+        assert lo <= metrics["collision_rate"] <= hi
     # the model and the baselines are scored on the first test samples of the built data
     test_samples = first["data"]["split_samples"]["test"]
     assert first["open_loop"]["samples"] == min(config.open_loop_samples, test_samples) > 0
@@ -76,7 +79,7 @@ def test_demo_runs_resumes_and_redoes_only_what_is_missing(tmp_path):
     built = third["stage_seconds_when_built"]
     assert {k: v for k, v in built.items() if k not in redone} == \
         {k: v for k, v in first["stage_seconds_when_built"].items() if k not in redone}
-    assert set(third["closed_loop"]) == {"model", "expert", "constant-velocity"}
+    assert set(third["closed_loop"]) == PLANNERS
 
 
 def test_demo_config_refuses_bad_values_and_training_threads_are_given_back():

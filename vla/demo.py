@@ -11,8 +11,11 @@
                    samples, with baselines: its greedy output gives ``parse_rate``,
                    ``decision_accuracy``, ``consistency_grpo`` and ``ade_3s_model``; the mean
                    of 2 samples at T = 0.5 gives ``ade_3s_model_mean_k``;
-8. ``closed_loop`` the GRPO policy, the expert and constant velocity drive the scenario set
-                   ``eval/scenarios/demo.yaml`` in highway-env;
+8. ``closed_loop`` the GRPO policy, the damped prior (what a model that ignores its inputs
+                   drives), the expert through the same tracker, constant velocity and the
+                   expert itself drive ``eval/scenarios/demo.yaml`` (every event, 2 episodes
+                   each) in highway-env, in ``workers`` processes; rates with 95 % bootstrap
+                   intervals over episodes;
 9. ``report``      the HTML trace report of the closed-loop decisions.
 
 Every stage writes its product atomically or records completion last; a re-run reuses what
@@ -37,6 +40,9 @@ from vla.model.build import init_model, is_saved_model
 from vla.model.presets import get_preset
 
 LOGPROB_TOLERANCE = 1e-3
+CLOSED_LOOP_KEYS = ("episodes", "collision_rate", "collision_rate_ci95", "off_road_rate",
+                    "pdms_like", "pdms_like_ci95", "progress", "decision_accuracy_lon",
+                    "decision_accuracy_lat", "vs_damped_prior")
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "eval" / "scenarios" / "demo.yaml"
 STAGE_CONFIGS = ROOT / "train" / "configs"
@@ -53,7 +59,7 @@ class DemoConfig:
     open_loop_samples: int = 102
     open_loop_k: int = 2
     open_loop_temperature: float = 0.5
-    closed_loop_episodes: int = 4
+    closed_loop_episodes: int | None = None  # None: the whole scenario set
     stage1_steps: int | None = None  # None: the preset's stage config decides
     stage2_steps: int | None = None
     # torch threads for stages 1 and 2, which run alone; every later stage runs beside the
@@ -65,7 +71,7 @@ class DemoConfig:
         get_preset(self.scale)  # raises on an unknown preset
         if self.episodes < 3:
             raise ValueError(f"episodes must be >= 3, got {self.episodes}")
-        optional = ("stage1_steps", "stage2_steps")
+        optional = ("stage1_steps", "stage2_steps", "closed_loop_episodes")
         for name in ("grpo_steps", "eval_samples", "open_loop_samples", "closed_loop_episodes",
                      "train_threads", *optional):
             value = getattr(self, name)
@@ -223,9 +229,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
         "open_loop": {"samples": open_loop["samples"], "model": open_loop["model"],
                       "model_mean_k": open_loop["model_mean_k"], "references": refs,
                       "baselines": open_loop["baselines"]},
-        "closed_loop": {name: {"collision_rate": m["collision_rate"], "pdms": m["pdms"],
-                               "progress": m["progress"],
-                               "decision_match_rate": m["decision_match_rate"]}
+        "closed_loop": {name: {k: m[k] for k in CLOSED_LOOP_KEYS if k in m}
                         for name, m in closed_loop["planners"].items()},
         "stage_seconds": stages.seconds,
         "stage_seconds_when_built": stages.built,
@@ -242,6 +246,8 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
     from vla.evaluation.closed_loop import (
         ClosedLoopConfig,
         ConstantVelocityPlanner,
+        DampedPriorPlanner,
+        ExpertTrackedPlanner,
         ModelPlanner,
         endpoint_generator,
         evaluate_closed_loop,
@@ -316,12 +322,14 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
             trace_path = traces / "closed_loop.jsonl"
             trace_path.unlink(missing_ok=True)
             cl_config = ClosedLoopConfig(load_scenario_set(SCENARIOS), gif=True)
-            planners = [ModelPlanner(endpoint_generator(client)), ConstantVelocityPlanner()]
+            planners = [ModelPlanner(endpoint_generator(client)), DampedPriorPlanner(),
+                        ExpertTrackedPlanner(), ConstantVelocityPlanner()]
             closed_loop = evaluate_closed_loop(planners, cl_config, config.closed_loop_episodes,
+                                               workers=config.workers,
                                                seed=0, trace_path=trace_path)
             write_json(eval_dir / "closed_loop.json", closed_loop)
-        pdms = {n: m["pdms"] for n, m in closed_loop["planners"].items()}
-        stages.finish("closed_loop", start, f"{closed_loop['episodes']} episodes; PDMS " +
+        pdms = {n: m["pdms_like"] for n, m in closed_loop["planners"].items()}
+        stages.finish("closed_loop", start, f"{closed_loop['episodes']} episodes; PDMS-like " +
                       ", ".join(f"{n} {v:.3f}" for n, v in pdms.items()), closed_loop_built)
     return grpo_result, open_loop, closed_loop
 
@@ -377,11 +385,23 @@ def _print_summary(console: Console, summary: dict) -> None:
     head.add_row("damped acceleration (the codec's prior)", "", "", "", "",
                  f"{summary['ade_3s_damped_acceleration']:.3f}")
     console.print(head)
-    cl = Table(title="closed loop (eval/scenarios/demo.yaml)")
-    for c in ("planner", "collision rate", "PDMS", "progress", "decision match"):
+    episodes = next(iter(summary["closed_loop"].values()), {}).get("episodes")
+    cl = Table(title=f"closed loop (eval/scenarios/demo.yaml, {episodes} episodes; 95 % "
+                     f"bootstrap intervals over episodes)")
+    for c in ("planner", "collision rate", "off-road rate", "PDMS-like", "progress",
+              "decision acc. lon / lat (vs the expert's choice)"):
         cl.add_column(c, justify="right")
+
+    def rate(m: dict, key: str) -> str:
+        if m.get(key) is None:
+            return "–"
+        ci = m.get(f"{key}_ci95")
+        return f"{m[key]:.3f}" + (f" \\[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
     for name, m in summary["closed_loop"].items():
-        cl.add_row(name, *("–" if m[k] is None else f"{m[k]:.3f}" for k in
-                           ("collision_rate", "pdms", "progress", "decision_match_rate")))
+        lon, lat = m.get("decision_accuracy_lon"), m.get("decision_accuracy_lat")
+        cl.add_row(name, rate(m, "collision_rate"), rate(m, "off_road_rate"),
+                   rate(m, "pdms_like"), rate(m, "progress"),
+                   "–" if lon is None else f"{lon:.3f} / {lat:.3f}")
     console.print(cl)
     console.print(f"report: {summary['report']}")
