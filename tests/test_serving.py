@@ -229,6 +229,13 @@ def test_closed_loop_episode_driven_by_the_served_model(server, tiny_model_dir, 
     decisions = [r for r in records if r["kind"] == "closed_loop" and r["planner"] == "model"]
     assert len(decisions) == model["decisions"]
     assert all(r["parsed"] and r["raw_output"] for r in decisions)
-    matched = [r["decision_matched"] for r in decisions if r["decision_matched"] is not None]
-    if matched:
-        assert model["decision_match_rate"] == pytest.approx(np.mean(matched), abs=1e-4)
+    assert all(set(r["expert_meta_action"]) == {"longitudinal", "lateral"} for r in decisions)
+    flags = [r["decision_correct_lon"] for r in decisions]
+    assert all(flag is None or isinstance(flag, bool) for flag in flags)
+    # the episode's accuracy: the mean over its decisions with a meta-action (one episode,
+    # so over every decision record of the model); null when none had one
+    correct = [flag for flag in flags if flag is not None]
+    if correct:
+        assert model["decision_accuracy_lon"] == pytest.approx(np.mean(correct), abs=1e-4)
+    else:
+        assert model["decision_accuracy_lon"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 from trace_records import build_trace
 
@@ -27,10 +28,24 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
+def records_of(built, kind: str) -> dict[int, dict]:
+    """Record id → record, of one kind, read straight from the file."""
+    lines = built.path.read_text().splitlines()
+    return {number: record for number, record in
+            ((n, json.loads(line)) for n, line in enumerate(lines, 1))
+            if record["kind"] == kind}
+
+
+def record_ids(built, kind: str) -> dict[str, int]:
+    """Sample id (closed loop: ``<episode>@<t>``, or the episode) → record id, of one kind."""
+    return {r.get("sample_id") or r["episode"]: n for n, r in records_of(built, kind).items()}
+
+
 # -- the filter language --
 
 RECORD = {"kind": "grpo", "parsed": True, "step": 3, "sample_id": "00034-0070",
-          "planner": "constant-velocity", "decision_matched": False,
+          "planner": "constant-velocity", "decision_correct_lon": False,
+          "decision_correct_lat": True,
           "decision": {"reasoning": "The lead car (id 3) brakes", "meta_action": {
               "longitudinal": "decelerate", "lateral": "keep_lane"},
               "trajectory_ids": [5, 0, 7]},
@@ -46,7 +61,9 @@ RECORD = {"kind": "grpo", "parsed": True, "step": 3, "sample_id": "00034-0070",
     ("kind == grpo and rewards.consistency.value >= 0.5", False),
     ("kind == rollout or rewards.total > 1", True),
     ("kind == rollout or rewards.total <= 1", False),
-    ("decision_matched == false", True),
+    ("decision_correct_lon == false", True),
+    ("decision_correct_lat == false", False),
+    ("decision_correct_lat == true and not decision_correct_lon", True),
     ("planner == constant-velocity", True),
     ("planner == 'constant-velocity'", True),
     ('planner != "model"', True),
@@ -68,6 +85,19 @@ RECORD = {"kind": "grpo", "parsed": True, "step": 3, "sample_id": "00034-0070",
 ])
 def test_filter_evaluates(expression, expected):
     assert parse_filter(expression)(RECORD) is expected
+
+
+@pytest.mark.parametrize(("flags", "failure"), [
+    ((True, True), False), ((False, True), True), ((True, False), True), ((None, None), False)])
+def test_closed_loop_decision_other_than_the_experts_is_a_failure(flags, failure):
+    record = {"kind": "closed_loop", "planner": "constant-velocity", "raw_output": None,
+              "parsed": None, "decision": None,
+              "derived_meta_action": {"longitudinal": "keep_speed", "lateral": "keep_lane"},
+              "expert_meta_action": {"longitudinal": "follow", "lateral": "keep_lane"},
+              "decision_correct_lon": flags[0], "decision_correct_lat": flags[1]}
+    facts = facts_of(1, record)
+    assert facts.verdict == "unknown" and facts.failure is failure
+    assert virtual_fields(facts)["failure"] is failure
 
 
 def test_filter_reaches_derived_fields():
@@ -115,6 +145,14 @@ def test_ls_lists_every_record_with_its_mark(built, capsys):
                for i in built.unparsable_ids)
     grpo = [rows[i] for i in built.consistent_ids if " grpo " in rows[i]]
     assert grpo and all(re.search(r"\d\.\d{3}\s*$", r) for r in grpo)   # total reward shown
+    # closed loop: ≠ where the decision is not the expert's choice (on either axis)
+    steps = record_ids(built, "closed_loop")
+    assert "≠" not in rows[steps["ep0@0.0"]] and "≠" not in rows[steps["ep1@0.0"]]
+    assert "≠" in rows[steps["ep0@0.5"]] and "≠" in rows[steps["ep0@1.0"]]
+    # episodes: the PDMS-like score in the reward column, ✗ for the one with a collision
+    episodes = record_ids(built, "closed_loop_episode")
+    assert rows[episodes["ep0"]].split()[-3:] == ["✓", "–", "0.900"]
+    assert rows[episodes["ep1"]].split()[-3:] == ["✗", "–", "0.000"]
 
 
 def test_ls_filter_and_limit(built, capsys):
@@ -122,16 +160,28 @@ def test_ls_filter_and_limit(built, capsys):
                            "kind == grpo and rewards.consistency.value < 0.5")
     assert code == 0
     ids = [int(line.split()[0]) for line in out.splitlines()[1:-1]]
-    grpo = {i for i in built.inconsistent_ids + built.unparsable_ids
-            if '"grpo"' in built.path.read_text().splitlines()[i - 1]}
-    assert set(ids) == grpo and len(ids) == 2 * len(built.samples)
-    code, out, _ = run_cli(capsys, "ls", built.path, "--filter", "decision_matched == false",
-                           "--limit", "1")
-    lines = out.splitlines()
-    assert code == 0 and len(lines) == 3 and "closed_loop" in lines[1] and "≠" in lines[1]
-    assert "1 match 'decision_matched == false'" in lines[-1]
+    grpo = records_of(built, "grpo")
+    low = {i for i, r in grpo.items() if r["rewards"]["consistency"]["value"] < 0.5}
+    assert set(ids) == low and len(ids) == len(low)
+    # consistency is paid only with correctness, never to an unparsable completion; some
+    # completions earn at least half of it, so the filter keeps some records and drops some
+    assert set(built.unparsable_ids) & set(grpo) <= low and low != set(grpo)
     code, out, _ = run_cli(capsys, "ls", built.path, "--filter",
-                           "planner == constant-velocity and not parsed")
+                           "decision_correct_lon == false")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3 and "ep0@0.5" in lines[1] and "≠" in lines[1]
+    assert "(1 match 'decision_correct_lon == false')" in lines[-1]
+    code, out, _ = run_cli(capsys, "ls", built.path, "--filter",
+                           "decision_correct_lat == false", "--limit", "1")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3 and "ep0@0.5" in lines[1] and "≠" in lines[1]
+    assert "(2 match 'decision_correct_lat == false'); --limit 1" in lines[-1]
+    code, out, _ = run_cli(capsys, "ls", built.path, "--filter",
+                           "kind == closed_loop and failure and verdict == unknown")
+    assert code == 0 and len(out.splitlines()) == 2      # the baseline agrees: no failure
+    code, out, _ = run_cli(capsys, "ls", built.path, "--filter",
+                           "kind == closed_loop and planner == constant-velocity and "
+                           "not parsed")
     lines = out.splitlines()
     assert code == 0 and len(lines) == 3 and "ep1@0.0" in lines[1]
     assert "unparsable" not in lines[1]          # a baseline writes no text: not a failure
@@ -147,16 +197,31 @@ def test_stats_on_real_records(built, capsys):
     # the grpo records: consistency matches the rewards' own consistency component
     grpo = compute_stats([e.facts for e in trace.entries if e.facts.kind == "grpo"])
     assert grpo["consistency"] == pytest.approx(0.5)
-    assert grpo["rewards"]["consistency"] == pytest.approx(1 / 3, abs=1e-3)
+    paid = [r["rewards"]["consistency"]["value"] for r in records_of(built, "grpo").values()]
+    assert grpo["rewards"]["consistency"] == pytest.approx(np.mean(paid), abs=1e-3)
     assert grpo["rewards"]["format"] == pytest.approx(2 / 3, abs=1e-3)
-    assert stats["closed_loop_episodes"]["model"]["collision"] == pytest.approx(0.5)
-    assert stats["decision_match_rate"] == pytest.approx(0.5)
+    episodes = stats["closed_loop_episodes"]
+    assert episodes["model"]["collision"] == 0 and episodes["constant-velocity"]["collision"] == 1
+    assert episodes["model"]["pdms_like"] == pytest.approx(0.9)
+    assert episodes["model"]["decision_accuracy_lon"] == pytest.approx(2 / 3, abs=1e-3)
+    assert episodes["model"]["decision_accuracy_lat"] == pytest.approx(1 / 3, abs=1e-3)
+    assert episodes["constant-velocity"]["decision_accuracy_lat"] == pytest.approx(1.0)
+    # over closed-loop decisions: lon right at 3 of 4, lat at 2 of 4 (the other records
+    # carry no flags and do not count)
+    assert stats["decision_accuracy_lon"] == pytest.approx(3 / 4)
+    assert stats["decision_accuracy_lat"] == pytest.approx(2 / 4)
+    only_model = compute_stats([e.facts for e in trace.entries
+                                if e.record.get("planner") == "model"])
+    assert only_model["decision_accuracy_lon"] == pytest.approx(2 / 3, abs=1e-4)
+    assert "decision_accuracy_lon" not in grpo
     code, out, _ = run_cli(capsys, "stats", built.path, "--data", built.data_dir, "--json")
     assert code == 0
     printed = json.loads(out)
     assert printed["kinds"] == built.kinds and printed["per_scenario"]
     code, out, _ = run_cli(capsys, "stats", built.path)
     assert code == 0 and "parsed" in out and "closed-loop episodes" in out
+    assert "decision accuracy against the expert's choice" in out
+    assert "lon 0.750, lat 0.500" in " ".join(out.split())
 
 
 def test_show_inconsistent_record_with_cited_agents(built, capsys):
@@ -173,6 +238,23 @@ def test_show_inconsistent_record_with_cited_agents(built, capsys):
     consistent_grpo = [i for i in built.consistent_ids if i > built.inconsistent_ids[0]][0]
     code, out, _ = run_cli(capsys, "show", built.path, "--id", consistent_grpo)
     assert code == 0 and "CONSISTENT" in out and "INCONSISTENT" not in out
+
+
+def test_show_closed_loop_decision_beside_the_experts_choice(built, capsys):
+    steps = record_ids(built, "closed_loop")
+    code, out, _ = run_cli(capsys, "show", built.path, "--id", steps["ep0@0.5"])
+    assert code == 0 and "written" in out and "expert's choice" in out
+    expert_row = next(line for line in out.splitlines() if "expert's choice" in line)
+    assert "yield" in expert_row and "lane_change_left" in expert_row
+    assert re.search(r"decision_correct_lon\s*│?\s*False", out)
+    assert re.search(r"decision_correct_lat\s*│?\s*False", out)
+    code, out, _ = run_cli(capsys, "show", built.path, "--id", steps["ep0@1.0"])
+    assert code == 0 and re.search(r"decision_correct_lon\s*│?\s*True", out)
+    assert re.search(r"decision_correct_lat\s*│?\s*False", out)
+    code, out, _ = run_cli(capsys, "show", built.path, "--id", steps["ep1@0.0"])
+    assert code == 0 and "no text (a baseline planner)" in out and "expert's choice" in out
+    assert re.search(r"decision_correct_lon\s*│?\s*True", out)
+    assert re.search(r"decision_correct_lat\s*│?\s*True", out)
 
 
 def test_reasoning_highlights_critical_and_other_agents():
@@ -242,6 +324,19 @@ def test_report_is_self_contained_and_flags_mismatches(built, tmp_path, capsys):
     # decoded with the codec of the model named by config.json beside the trace file
     assert page.count("2 predicted (dashed: inconsistent)") == 2 * len(built.samples)
     assert '<mark class="agent critical"' in row(built.critical_agent[0])
+    # closed loop: the expert's choice beside the decision, flagged where it differs
+    steps = record_ids(built, "closed_loop")
+    agrees = row(steps["ep0@0.0"])
+    assert "expert&#39;s choice: keep_speed, keep_lane" in agrees
+    assert '<span class="flag ok">= expert</span>' in agrees and "≠ expert" not in agrees
+    baseline = row(steps["ep1@0.0"])             # verdict unknown: only the expert decides
+    assert '<span class="flag ok">= expert</span>' in baseline
+    assert 'data-failure="0"' in baseline
+    for sample_id, wrong in (("ep0@0.5", "longitudinal and lateral"), ("ep0@1.0", "lateral")):
+        r = row(steps[sample_id])
+        assert f"not the expert&#39;s {wrong} choice" in r and "≠ expert" in r
+        assert 'data-failure="1"' in r
+    assert "expert&#39;s choice: yield, lane_change_left" in row(steps["ep0@0.5"])
 
 
 def test_report_caps_groups_and_says_so(built, tmp_path, capsys):

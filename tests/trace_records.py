@@ -6,9 +6,12 @@ go through the real parser, :func:`vla.traces.decision_fields` and the GRPO rewa
 train split and saved in a model folder named by a ``config.json`` beside the trace file
 (as a GRPO run writes it). Per test sample: a consistent, an inconsistent and an unparsable
 completion as ``rollout`` and as ``grpo`` records; plus a ``predict`` and an ``eval``
-record, two ``closed_loop`` steps with PNG frames (the second not executed as written), one
-of a baseline planner (no text), and two ``closed_loop_episode`` records (one with a
-collision) with a GIF.
+record, three ``closed_loop`` steps of the model with PNG frames (the first the expert's
+choice, the second on neither axis, the third on the longitudinal axis only), one of a
+baseline planner (no text; its derived meta-action is the expert's choice: a kinematic class
+the expert's class allows), and two ``closed_loop_episode`` records (the baseline's with a
+collision) with a GIF. The agreement flags come from the closed-loop evaluation's own rule
+(:func:`vla.evaluation.closed_loop.decision_correct`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from vla.data.build import load_dataset_dir
-from vla.meta_action import LATERAL, derive_meta_action
+from vla.evaluation.closed_loop import decision_correct
+from vla.meta_action import KINEMATIC_OF, LATERAL, MetaAction, derive_meta_action
 from vla.model.build import CODEC_DIR
 from vla.model.parser import ParseError, parse_output
 from vla.model.special_tokens import (
@@ -73,15 +77,14 @@ def build_trace(data_dir: Path, out: Path, n_samples: int = 3) -> BuiltTrace:
     codec.save(model_dir / CODEC_DIR)
     (out / "config.json").write_text(json.dumps({"base": str(model_dir),
                                                  "data": str(data_dir)}))
-    # the first sample (of any split) with a critical agent, which its reasoning cites as
-    # "id N", then the first test samples
-    def has_agent(row) -> bool:
-        return any(c.get("kind") == "agent" for c in json.loads(row["critical"]))
+    # the first sample (of any split) with a critical agent, which the completions' reasoning
+    # cites as "id N", then the first test samples
+    def agents_of(row) -> list[dict]:
+        return [c for c in json.loads(row["critical"]) if c.get("kind") == "agent"]
 
     splits = [dataset[s] for s in ("test", "validation", "train") if s in dataset]
     cited = next(r for split in splits for r in split.select_columns(
-        ["sample_id", "critical", "reasoning"]) if has_agent(r)
-        and f"id {json.loads(r['critical'])[0].get('id')}" in r["reasoning"])
+        ["sample_id", "critical", "reasoning"]) if agents_of(r))
     where = {sid: (split, i) for split in reversed(splits)
              for i, sid in enumerate(split["sample_id"])}
     ids_ = [cited["sample_id"]] + [sid for sid in splits[0]["sample_id"]
@@ -106,6 +109,10 @@ def build_trace(data_dir: Path, out: Path, n_samples: int = 3) -> BuiltTrace:
         trajectory = codec.decode(ids, ego)
         derived = derive_meta_action(trajectory, float(row["ego_speed"]))
         reasoning = row["reasoning"]
+        agents = [int(c["id"]) for c in agents_of(row)]
+        if agents and f"id {agents[0]}" not in reasoning:
+            # the labels name no agent ids; a model's reasoning may cite one
+            reasoning += f" The vehicle to watch is id {agents[0]}."
         texts = [("consistent", output_text(reasoning, derived.longitudinal, derived.lateral,
                                             ids)),
                  ("inconsistent", output_text(reasoning, derived.longitudinal,
@@ -123,10 +130,9 @@ def build_trace(data_dir: Path, out: Path, n_samples: int = 3) -> BuiltTrace:
                          **decision_fields(text, decision, error, row), "label": label,
                          "tokens": {"prompt": 100, "completion": 30}, "seconds": 0.1},
                         verdict)
-            agents = [c["id"] for c in json.loads(row["critical"]) if c.get("kind") == "agent"]
             if (built.critical_agent is None and decision is not None and agents
                     and f"id {agents[0]}" in reasoning):
-                built.critical_agent = (rid, int(agents[0]))
+                built.critical_agent = (rid, agents[0])
         for verdict, text in texts:
             scored = score_completion(text, row, codec)
             write({"kind": "grpo", "step": 1, "sample_id": row["sample_id"],
@@ -152,33 +158,52 @@ def build_trace(data_dir: Path, out: Path, n_samples: int = 3) -> BuiltTrace:
 
     frames = out / "frames"
     frames.mkdir(exist_ok=True)
-    for step, matched in enumerate((True, False)):
+
+    def as_json(meta: MetaAction) -> dict:
+        return {"longitudinal": meta.longitudinal, "lateral": meta.lateral}
+
+    def closed_loop_fields(chosen: MetaAction, source: str, expert: MetaAction) -> dict:
+        lon, lat = decision_correct(chosen, source, expert)
+        return {"expert_meta_action": as_json(expert), "decision_correct_lon": lon,
+                "decision_correct_lat": lat}
+
+    written = decision.meta_action                  # keep_speed, keep_lane
+    experts = (written, MetaAction("yield", _other_lateral(written.lateral)),
+               MetaAction(written.longitudinal, _other_lateral(written.lateral)))
+    for step, expert in enumerate(experts):
         images = []
         for c, image in enumerate(first["images"][-3:]):
             name = f"frames/ep0_{step}_{c}.png"
             image.convert("RGB").save(out / name)
             images.append(name)
-        executed = fields_["derived_meta_action"] if matched else {
-            "longitudinal": "stop", "lateral": "keep_lane"}
         write({"kind": "closed_loop", "episode": "ep0", "planner": "model",
                "scenario": first["scenario"], "seed": 7, "step": step, "t": step * 0.5,
                "sample_id": f"ep0@{step * 0.5}", **fields_,
-               "executed_meta_action": executed, "decision_matched": matched,
-               "images": images, "trajectory_world": [[0.0, 0.0], [1.0, 0.1]]})
+               **closed_loop_fields(written, "written", expert),
+               "images": images, "ego_speed": float(first["ego_speed"]),
+               "trajectory_world": [[0.0, 0.0], [1.0, 0.1]]})
     derived = derive_meta_action(np.asarray(first["future"]), float(first["ego_speed"]))
+    # the expert's class: a decision class other than the derived kinematic one that allows
+    # it where there is one (follow for keep_speed, yield for decelerate or stop)
+    expert_lon = next((k for k, allowed in KINEMATIC_OF.items()
+                       if derived.longitudinal in allowed and k != derived.longitudinal),
+                      derived.longitudinal)
     write({"kind": "closed_loop", "episode": "ep1", "planner": "constant-velocity",
            "scenario": first["scenario"], "seed": 7, "step": 0, "t": 0.0,
            "sample_id": "ep1@0.0", "raw_output": None, "parsed": None, "error": None,
-           "decision": None, "derived_meta_action": {"longitudinal": derived.longitudinal,
-                                                     "lateral": derived.lateral},
-           "ade_m": None, "executed_meta_action": None, "decision_matched": None,
-           "images": [], "trajectory_world": None})
+           "decision": None, "derived_meta_action": as_json(derived), "ade_m": None,
+           **closed_loop_fields(derived, "derived", MetaAction(expert_lon, derived.lateral)),
+           "images": [], "ego_speed": float(first["ego_speed"]), "trajectory_world": None})
     Image.new("RGB", (32, 32), (200, 30, 30)).save(out / "frames" / "ep0.gif")
-    for episode, collision in (("ep0", 0), ("ep1", 1)):
-        write({"kind": "closed_loop_episode", "episode": episode, "planner": "model",
+    for episode, planner, collision, accuracy in (("ep0", "model", 0, (0.6667, 0.3333)),
+                                                  ("ep1", "constant-velocity", 1, (1.0, 1.0))):
+        score = 0.9 - collision * 0.9
+        write({"kind": "closed_loop_episode", "episode": episode, "planner": planner,
                "scenario": first["scenario"], "seed": 7,
                "metrics": {"collision": collision, "off_road": 0, "progress": 0.8,
-                           "ttc_violations": 0, "comfort": 1, "pdms": 0.9 - collision * 0.9,
-                           "decision_match_rate": 0.5},
+                           "ttc_violations": 0, "comfort": 1, "pdms_like": score,
+                           "pdms": score, "decision_accuracy_lon": accuracy[0],
+                           "decision_accuracy_lat": accuracy[1], "decisions": 3 - 2 * collision,
+                           "parse_rate": 1.0 if planner == "model" else None},
                "gif": "frames/ep0.gif"})
     return built

@@ -58,15 +58,23 @@ Per kind:
     ``metrics``: ``{parsed, correct_lon, correct_lat, consistent_lon, consistent_lat, ade_3s,
     ...}``.
 ``closed_loop``
-    ``episode``, ``planner`` (``model``, ``expert`` or ``constant-velocity``), ``scenario``,
-    ``seed``, ``step``, ``t`` (s), the decision fields, ``executed_meta_action``
-    (``{longitudinal, lateral}`` or null), ``decision_matched`` (bool or null), ``images``
-    (PNG paths relative to the trace file's folder; may be absent) and ``trajectory_world``
-    (``[[x, y], ...]`` or null).
+    ``episode``, ``planner`` (``model``, ``expert-tracked``, ``damped-prior`` or
+    ``constant-velocity``; ``expert`` drives itself and writes no decision records),
+    ``scenario``, ``seed``, ``step``, ``t`` (s), the decision fields (a planner without text
+    has only ``derived_meta_action``), ``expert_meta_action`` (``{longitudinal, lateral}``:
+    the expert's choice from the same state, see vla/evaluation/closed_loop.py, or null),
+    ``decision_correct_lon`` and ``decision_correct_lat`` (bool: the planner's meta-action
+    on that axis agrees with the expert's choice; the written one, or for a planner without
+    text the one derived from its plan; null when the output did not parse), ``images``
+    (PNG paths relative to the trace file's folder; may be absent), ``ego_speed`` (m/s) and
+    ``trajectory_world`` (``[[x, y], ...]`` or null).
 ``closed_loop_episode``
     ``episode``, ``planner``, ``scenario``, ``seed``, ``metrics``: ``{collision, off_road,
-    progress, ttc_violations, comfort, pdms, decision_match_rate}`` and ``gif`` (a path
-    relative to the trace file's folder, or null).
+    progress, ttc_violations, min_ttc_s, comfort, comfort_peaks, pdms_like, pdms (the same
+    number as pdms_like, for older readers), decision_accuracy_lon, decision_accuracy_lat
+    (the mean of the episode's non-null decision_correct_lon / _lat, or null), decisions,
+    parse_rate, seconds_simulated}`` and ``gif`` (a path relative to the trace file's
+    folder, or null).
 
 Optional everywhere: ``scenario`` (else looked up in the data set by ``sample_id``).
 """

@@ -13,7 +13,7 @@ from pathlib import Path
 from vla.trace_tools import TraceToolError
 
 FILTER_HELP = ("keep records matching EXPR, e.g. 'parsed == false', 'kind == grpo and "
-               "rewards.consistency.value < 0.5', 'decision_matched == false', "
+               "rewards.consistency.value < 0.5', 'decision_correct_lon == false', "
                "'planner == model', 'verdict == inconsistent'; dotted field paths, "
                "== != < <= > >= contains, and / or / not, parentheses")
 

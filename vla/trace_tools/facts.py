@@ -2,7 +2,8 @@
 
 :func:`facts_of` reads a record of any kind (see :mod:`vla.traces`) into :class:`Facts`: the
 written meta-action beside the one derived from the trajectory, the verdict (consistent,
-inconsistent, unparsable), ADE, reward components, closed-loop metrics. A ``grpo`` record
+inconsistent, unparsable), ADE, reward components, the expert's choice in closed loop (and
+whether the decision agrees with it), closed-loop episode metrics. A ``grpo`` record
 has no ``decision``: its text is parsed here and the derived meta-action and ADE come from
 its ``rewards``.
 """
@@ -18,8 +19,8 @@ from vla.model.trajectory_tokens import TRAJ_TOKEN_RE
 CONSISTENT, INCONSISTENT, UNPARSABLE, UNKNOWN, EPISODE = (
     "consistent", "inconsistent", "unparsable", "unknown", "episode")
 REWARD_ORDER = ("format", "consistency", "trajectory", "grounding", "reasoning", "judge")
-EPISODE_METRICS = ("pdms", "progress", "collision", "off_road", "ttc_violations", "comfort",
-                   "decision_match_rate")
+EPISODE_METRICS = ("pdms_like", "progress", "collision", "off_road", "ttc_violations",
+                   "comfort", "decision_accuracy_lon", "decision_accuracy_lat")
 
 
 @dataclass
@@ -44,15 +45,22 @@ class Facts:
     extra: dict = field(default_factory=dict)   # closed-loop fields and episode metrics
 
     @property
+    def expert_disagrees(self) -> bool:
+        """A closed-loop decision that is not the expert's choice on some axis."""
+        return (self.extra.get("decision_correct_lon") is False
+                or self.extra.get("decision_correct_lat") is False)
+
+    @property
     def consistent(self) -> bool | None:
         return None if self.consistent_axes is None else all(self.consistent_axes)
 
     @property
     def failure(self) -> bool:
-        """Unparsable, inconsistent, a closed-loop mismatch, or an episode with a crash."""
+        """Unparsable, inconsistent, a closed-loop decision other than the expert's choice,
+        or an episode with a crash."""
         if self.verdict in (UNPARSABLE, INCONSISTENT):
             return True
-        if self.extra.get("decision_matched") is False:
+        if self.expert_disagrees:
             return True
         metrics = self.extra.get("metrics") or {}
         return bool(metrics.get("collision") or metrics.get("off_road"))
@@ -111,10 +119,12 @@ def facts_of(record_id: int, record: dict, scenario: str | None = None) -> Facts
     if kind == "closed_loop_episode":
         f.verdict = EPISODE
         f.extra = {k: record.get(k) for k in ("episode", "planner", "seed", "metrics", "gif")}
-        f.reward = _number((record.get("metrics") or {}).get("pdms"))
+        metrics = record.get("metrics") or {}
+        f.reward = _number(metrics.get("pdms_like", metrics.get("pdms")))
         return f
-    for key in ("episode", "planner", "seed", "t", "executed_meta_action", "decision_matched",
-                "images", "trajectory_world", "completion"):
+    for key in ("episode", "planner", "seed", "t", "expert_meta_action",
+                "decision_correct_lon", "decision_correct_lat", "images", "trajectory_world",
+                "completion"):
         if key in record:
             f.extra[key] = record[key]
     f.parsed = record.get("parsed")

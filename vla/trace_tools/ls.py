@@ -2,9 +2,10 @@
 
 Columns: id (the line number), kind, sample id, the written meta-action, the derived one, a
 match mark (``✓`` consistent, ``✗`` inconsistent, ``!`` unparsable, ``–`` unknown, e.g. a
-baseline planner's decision without text; ``≠`` added when closed loop executed another
-meta-action; an episode gets ``✗`` for a collision or leaving the road), ADE (m) and the total
-reward (GRPO) or PDMS (a closed-loop episode).
+baseline planner's decision without text; ``≠`` added when a closed-loop decision is not the
+expert's choice from the same state, ``decision_correct_lon`` or ``decision_correct_lat``
+false; an episode gets ``✗`` for a collision or leaving the road), ADE (m) and the total
+reward (GRPO) or the PDMS-like score (a closed-loop episode).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def line_of(f: Facts, width: int = 22) -> str:
     if f.verdict == UNPARSABLE:
         written = f"unparsable ({(f.error or '?').split(':', 1)[0]})"
     mark = MARKS.get(f.verdict, "–")
-    if f.extra.get("decision_matched") is False:
+    if f.expert_disagrees:
         mark += "≠"
     return (f"{f.id:>6}  {f.kind:<19} {str(f.sample_id):<{width}} {written[:30]:<30} "
             f"{meta_text(f.derived)[:30]:<30} {mark:<2} {_num(f.ade):>7} {_num(f.reward):>7}")

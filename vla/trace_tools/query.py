@@ -15,7 +15,7 @@ stands for that text: ``kind == grpo``, ``planner == constant-velocity``. Exampl
 
     parsed == false
     kind == grpo and rewards.consistency.value < 0.5
-    decision_matched == false or not parsed
+    decision_correct_lon == false or not parsed
     verdict == inconsistent and derived.lateral != keep_lane
     decision.reasoning contains "id 3"
 

@@ -4,7 +4,8 @@ Records are grouped per sample (and per GRPO step: one group is the k completion
 prompt); each group shows the camera grid (frames as rows), a top-down plot with the
 ground-truth future and all k predicted trajectories (dashed: inconsistent), and one row
 per record: the written meta-action beside the derived one with the disagreeing axis
-flagged, the verdict, ADE, reward components, the reasoning with the agents it names
+flagged (in closed loop also the expert's choice from the same state, flagged when the
+decision is not it), the verdict, ADE, reward components, the reasoning with the agents it names
 marked. Every image is inline (base64 ``data:`` URIs); the page has no external script,
 style sheet or font. A small inline script filters rows in the browser (failures only, kind,
 scenario, free text). The same renderer serves ``vla traces view`` (:mod:`.server`), which
@@ -104,13 +105,33 @@ def reasoning_html(reasoning: str | None, critical_ids: set[int]) -> str:
     return "".join(out)
 
 
+def _expert_cell(f: Facts) -> str:
+    """The expert's choice of a closed-loop decision, flagged when the decision is not it;
+    empty for other records."""
+    expert = f.extra.get("expert_meta_action")
+    correct = {axis: f.extra.get(f"decision_correct_{axis[:3]}")
+               for axis in ("longitudinal", "lateral")}
+    if not expert and all(c is None for c in correct.values()):
+        return ""
+    wrong = [axis for axis, c in correct.items() if c is False]
+    mark = ""
+    if wrong:
+        mark = (' <span class="flag mismatch" title="not the expert&#39;s '
+                f'{" and ".join(wrong)} choice">≠ expert</span>')
+    elif all(c is True for c in correct.values()):
+        mark = ' <span class="flag ok">= expert</span>'
+    return f'<div class="exec">expert&#39;s choice: {_e(meta_text(expert))}{mark}</div>'
+
+
 def _meta_cells(f: Facts) -> tuple[str, str]:
-    """(written, derived) cells; a disagreeing axis is marked and the row flagged."""
+    """(written, derived) cells; a disagreeing axis is marked and the row flagged. In closed
+    loop the derived cell also shows the expert's choice."""
+    expert = _expert_cell(f)
     if f.verdict == UNPARSABLE:
         return (f'<span class="flag unparsable">unparsable</span> '
-                f'<span class="error">{_e(f.error)}</span>', "–")
+                f'<span class="error">{_e(f.error)}</span>', "–" + expert)
     if not f.written:
-        return "–", _e(meta_text(f.derived))
+        return "–", _e(meta_text(f.derived)) + expert
     ok = f.consistent_axes or (True, True)
     axes = [f'<span class="axis{"" if good else " mismatch"}">{_e(f.written.get(a))}</span>'
             for a, good in zip(("longitudinal", "lateral"), ok, strict=True)]
@@ -120,13 +141,7 @@ def _meta_cells(f: Facts) -> tuple[str, str]:
         written += (f' <span class="flag mismatch" title="the trajectory does not carry out '
                     f'the written {" and ".join(bad)} decision">≠ mismatch</span>')
     derived = _e(meta_text(f.derived)) if f.derived else "–"
-    executed = f.extra.get("executed_meta_action")
-    if executed or f.extra.get("decision_matched") is not None:
-        matched = f.extra.get("decision_matched")
-        mark = ("" if matched is None else ' <span class="flag ok">matched</span>' if matched
-                else ' <span class="flag mismatch">≠ not executed</span>')
-        derived += f'<div class="exec">executed: {_e(meta_text(executed))}{mark}</div>'
-    return written, derived
+    return written, derived + expert
 
 
 def _rewards_cell(record: dict) -> str:

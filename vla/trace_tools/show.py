@@ -2,8 +2,10 @@
 
 The reasoning with the agents it names highlighted (the sample's critical agents, from
 ``--data``, in bold on yellow; other agents it names underlined), the written meta-action
-beside the derived one and the label with disagreeing axes in red, reward components,
-metrics, and a verdict: consistent, inconsistent (which axis) or unparsable (the error).
+beside the derived one and the label with disagreeing axes in red (in closed loop also the
+expert's choice from the same state, red on the axes where the decision is not the
+expert's), reward components, metrics, and a verdict: consistent, inconsistent (which axis)
+or unparsable (the error).
 """
 
 from __future__ import annotations
@@ -71,9 +73,11 @@ def _meta_table(entry: Entry) -> Table:
     rows = [("written", f.written, axes_ok), ("derived from trajectory", f.derived, axes_ok)]
     if f.label:
         rows.append(("label", f.label, None))
-    executed = f.extra.get("executed_meta_action")
-    if executed:
-        rows.append(("executed (closed loop)", executed, None))
+    expert = f.extra.get("expert_meta_action")
+    if expert:
+        rows.append(("expert's choice", expert,
+                     (f.extra.get("decision_correct_lon") is not False,
+                      f.extra.get("decision_correct_lat") is not False)))
     for name, meta, ok in rows:
         if not meta:
             table.add_row(name, "–", "–")
@@ -115,7 +119,8 @@ def _metrics_table(entry: Entry) -> Table:
     for key in EPISODE_METRICS:
         if f.verdict == EPISODE and key in (record.get("metrics") or {}):
             table.add_row(key, str(record["metrics"][key]))
-    for key in ("planner", "episode", "seed", "t", "decision_matched", "completion", "gif"):
+    for key in ("planner", "episode", "seed", "t", "decision_correct_lon",
+                "decision_correct_lat", "completion", "gif"):
         if key in f.extra:
             table.add_row(key, str(f.extra[key]))
     if record.get("tokens"):

@@ -4,7 +4,10 @@ Rates are over the records they apply to: the parse rate over decision records w
 (a closed-loop baseline planner writes none), consistency
 (written vs derived meta-action, both axes; per axis beside it) over parsed records whose
 derived meta-action is known, label agreement over parsed records with a label. Closed-loop
-episodes add their mean metrics per planner.
+decisions add the decision accuracy against the expert's choice per axis
+(``decision_accuracy_lon`` / ``_lat``: the mean of the non-null ``decision_correct_lon`` /
+``_lat`` flags, over decisions); closed-loop episodes add their mean metrics per planner
+(there the decision accuracies are means over episodes of each episode's accuracy).
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ def _summary(facts: list[Facts]) -> dict:
                and f.written.get("lateral") == f.label.get("lateral") for f in labelled),
            "ade_m": _mean(f.ade for f in parsed),
            "reward": _mean(f.reward for f in decisions)}
-    matched = [f.extra["decision_matched"] for f in decisions
-               if f.extra.get("decision_matched") is not None]
-    if matched:
-        out["decision_match_rate"] = _mean(matched)
+    for axis in ("lon", "lat"):
+        flags = [f.extra.get(f"decision_correct_{axis}") for f in decisions]
+        if any(flag is not None for flag in flags):
+            out[f"decision_accuracy_{axis}"] = _mean(flags)
     names = {n for f in decisions for n in f.rewards}
     if names:
         ordered = [n for n in REWARD_ORDER if n in names] + sorted(names - set(REWARD_ORDER))
@@ -98,8 +101,10 @@ def print_stats(stats: dict, console: Console, source: str) -> None:
     for name, s in rows:
         table.add_row(name, *(_fmt(s.get(c)) for c in SUMMARY_COLUMNS))
     console.print(table)
-    if "decision_match_rate" in stats:
-        console.print(f"closed-loop decision match rate: {_fmt(stats['decision_match_rate'])}")
+    if "decision_accuracy_lon" in stats or "decision_accuracy_lat" in stats:
+        console.print("closed-loop decision accuracy against the expert's choice (over "
+                      f"decisions): lon {_fmt(stats.get('decision_accuracy_lon'))}, "
+                      f"lat {_fmt(stats.get('decision_accuracy_lat'))}")
     if stats.get("rewards"):
         rewards = Table(title="mean reward components", header_style="bold")
         names = list(stats["rewards"])
