@@ -41,8 +41,8 @@ from vla.model.presets import get_preset
 
 LOGPROB_TOLERANCE = 1e-3
 CLOSED_LOOP_KEYS = ("episodes", "collision_rate", "collision_rate_ci95", "off_road_rate",
-                    "off_road_rate_ci95", "pdms_like", "pdms_like_ci95", "progress", "decision_accuracy_lon",
-                    "decision_accuracy_lat", "vs_damped_prior")
+                    "off_road_rate_ci95", "pdms_like", "pdms_like_ci95", "progress",
+                    "decision_accuracy_lon", "decision_accuracy_lat", "vs_damped_prior")
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "eval" / "scenarios" / "demo.yaml"
 STAGE_CONFIGS = ROOT / "train" / "configs"
