@@ -182,7 +182,8 @@ def test_sigkilled_run_resumes_to_the_same_step_count(stage1):
     assert (out / "curves.png").stat().st_size > 1000
     val = result["validation"]
     assert val["samples"] == 3 and 0.0 <= val["model"]["parse_rate"] <= 1.0
-    assert val["baselines"]["constant-velocity"]["ade_3s"] > 0
+    assert val["baselines"]["constant-velocity"]["l2_avg_3s"] > 0
+    assert set(val["references"]) == {"blind-constant", "blind-prior", "blind-learned"}
     # the same command once more: nothing to do
     again = _run("cpu.yaml", "stage1_inject.py", ["--config",
                  str(ROOT / "train/configs/tiny_stage1.yaml"), *second_overrides(out, stage1)])
@@ -253,8 +254,9 @@ def test_the_validation_table_labels_each_run_and_refuses_mixed_samples(tmp_path
     from vla.training.report import markdown_table
     from vla.training.run import RESULT_FILE
 
-    metrics = {"parse_rate": 1.0, "ade_3s": 1.5}
-    baselines = {"constant-velocity": {"ade_3s": 1.7}}
+    metrics = {"parse_rate": 1.0, "l2_avg_3s": 1.5}
+    references = {"blind-prior": {"parse_rate": 1.0, "consistency": 1.0, "l2_avg_3s": 1.6}}
+    baselines = {"constant-velocity": {"l2_avg_3s": 1.7}}
 
     def run(name, samples=200, **config):
         folder = tmp_path / name
@@ -262,15 +264,16 @@ def test_the_validation_table_labels_each_run_and_refuses_mixed_samples(tmp_path
         (folder / RESULT_FILE).write_text(json.dumps({
             "global_step": 40, "config": {"stage": "sft", "blank_images": False, **config},
             "validation": {"split": "test", "samples": samples, "model": metrics,
-                           "baselines": baselines}}))
+                           "references": references, "baselines": baselines}}))
         return folder
 
     table = markdown_table([run("greedy"), run("expected", trajectory_decoding="expected"),
                             run("blank", blank_images=True)])
     rows = table.splitlines()
-    assert rows[2] == "| greedy (sft, 40 steps) | 1.000 | – | – | – | 1.500 | – | – | – |"
+    assert rows[2] == "| greedy (sft, 40 steps) | 1.000 | – | – | – | – | 1.500 | – | – | – |"
     assert rows[3].startswith("| expected (sft, 40 steps, expected-entry trajectory) |")
     assert rows[4].startswith("| blank (sft, 40 steps, blank images) |")
-    assert rows[5].startswith("| constant-velocity | – |") and "test split, 200 samples" in table
+    assert rows[5] == "| blind-prior | 1.000 | – | – | 1.000 | – | 1.600 | – | – | – |"
+    assert rows[6].startswith("| constant-velocity | – |") and "test split, 200 samples" in table
     with pytest.raises(ValueError, match="different samples"):
         markdown_table([tmp_path / "greedy", run("other", samples=100)])

@@ -154,7 +154,7 @@ def build_trace(data_dir: Path, out: Path, n_samples: int = 3) -> BuiltTrace:
            "tokens": {"prompt": 100, "completion": 30}, "seconds": 0.2})
     write({"kind": "eval", "sample_id": first["sample_id"], "model": str(model_dir), **fields_,
            "label": {"longitudinal": first["decision_lon"], "lateral": first["decision_lat"]},
-           "metrics": {"parsed": True, "ade_3s": 0.1}})
+           "metrics": {"parsed": True, "l2_avg_3s": 0.1}})
 
     frames = out / "frames"
     frames.mkdir(exist_ok=True)

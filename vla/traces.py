@@ -49,13 +49,13 @@ Per kind:
     ``completion`` (index among the n samples of one request).
 ``grpo``
     ``step``, ``token_ids`` and ``rewards``: ``{total, error, format: {value}, consistency:
-    {value, longitudinal, lateral, derived: "lon, lat"}, trajectory: {value, ade_m, ...},
+    {value, longitudinal, lateral, derived: "lon, lat"}, trajectory: {value, ade_3s_m, ...},
     grounding: {value, named, critical}, reasoning: {value, ...}[, judge]}``. A ``grpo``
     record carries ``raw_output`` and ``parsed`` but neither ``decision`` nor
     ``derived_meta_action``: readers parse ``raw_output`` and take the derived meta-action and
     the ADE from ``rewards``.
 ``eval``
-    ``metrics``: ``{parsed, correct_lon, correct_lat, consistent_lon, consistent_lat, ade_3s,
+    ``metrics``: ``{parsed, correct_lon, correct_lat, consistent_lon, consistent_lat, l2_avg_3s,
     ...}``.
 ``closed_loop``
     ``episode``, ``planner`` (``model``, ``expert-tracked``, ``damped-prior`` or

@@ -154,7 +154,8 @@ def facts_of(record_id: int, record: dict, scenario: str | None = None) -> Facts
         if f.derived is None:
             f.derived = _meta_from_text(consistency.get("derived"))
         if f.ade is None:
-            f.ade = _number((rewards.get("trajectory") or {}).get("ade_m"))
+            trajectory = rewards.get("trajectory") or {}  # ade_m: traces before ADE@3 s
+            f.ade = _number(trajectory.get("ade_3s_m", trajectory.get("ade_m")))
         if f.error is None and rewards.get("error"):
             kind_ = (rewards.get("format") or {}).get("kind", "parse_error")
             f.error = f"{kind_}: {rewards['error']}"

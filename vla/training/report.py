@@ -1,4 +1,5 @@
-"""The validation results of finished stages side by side, with the kinematic baselines."""
+"""The validation results of finished stages side by side, with the blind reference rows and
+the kinematic baselines."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _row(name: str, metrics: dict) -> str:
 
 def markdown_table(run_dirs: list[str | Path]) -> str:
     lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    baselines, samples = None, set()
+    references, baselines, samples = None, None, set()
     for run in map(Path, run_dirs):
         result = json.loads((run / RESULT_FILE).read_text())
         val = result.get("validation")
@@ -29,8 +30,9 @@ def markdown_table(run_dirs: list[str | Path]) -> str:
         name += ", blank images)" if config["blank_images"] else ")"
         lines.append(_row(name, val["model"]))
         samples.add((val["split"], val["samples"]))
+        references = references or val.get("references", {})
         baselines = baselines or val["baselines"]
-    for name, metrics in (baselines or {}).items():
+    for name, metrics in {**(references or {}), **(baselines or {})}.items():
         lines.append(_row(name, metrics))
     if len(samples) > 1:
         raise ValueError(f"the runs were validated on different samples: {sorted(samples)}")

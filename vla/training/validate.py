@@ -21,15 +21,16 @@ from vla.trajectory.baselines import BASELINES
 from vla.trajectory.metrics import horizon_errors
 from vla.trajectory.types import TrajectorySpec, ego_state_of
 
-VALIDATION_COLUMNS = ("parse_rate", "decision_accuracy_lon", "decision_accuracy_lat",
-                      "consistency", "correct_and_consistent", "ade_3s", "fde_3s", "ade", "fde")
+# the names of vla.metrics: l2_avg_3s is ADE@3 s (mean error up to 3 s), l2_at_3s FDE@3 s
+VALIDATION_COLUMNS = ("parse_rate", "accuracy_lon", "accuracy_lat", "consistency",
+                      "correct_and_consistent", "l2_avg_3s", "l2_at_3s", "ade", "fde")
+TRAJECTORY_KEYS = ("l2_avg_3s", "l2_at_3s", "ade", "fde")
 
 
 def trajectory_errors(pred: np.ndarray, gt: np.ndarray, hz: float) -> dict[str, float]:
     """ADE / FDE over the first 3 s and over the whole horizon (m)."""
     err = horizon_errors(pred, gt, hz, (3.0,))
-    return {"ade_3s": err["l2_avg_3s"], "fde_3s": err["l2_at_3s"], "ade": err["ade"],
-            "fde": err["fde"]}
+    return {key: err[key] for key in TRAJECTORY_KEYS}
 
 
 def _rate(flags) -> float | None:
@@ -42,16 +43,16 @@ def score_outputs(records: list[dict]) -> dict:
     parsed = [r for r in records if r["parsed"]]
     out = {"samples": len(records), "parse_rate": _rate(r["parsed"] for r in records)}
     for axis in ("lon", "lat"):  # an unparsable output counts as a wrong decision
-        out[f"decision_accuracy_{axis}"] = _rate(
+        out[f"accuracy_{axis}"] = _rate(
             r["parsed"] and r[f"correct_{axis}"] for r in records)
         out[f"consistency_{axis}"] = _rate(r[f"consistent_{axis}"] for r in parsed)
-    out["decision_accuracy"] = _rate(
+    out["accuracy"] = _rate(
         r["parsed"] and r["correct_lon"] and r["correct_lat"] for r in records)
     out["consistency"] = _rate(r["consistent_lon"] and r["consistent_lat"] for r in parsed)
     out["correct_and_consistent"] = _rate(  # an unparsable output counts as neither
         r["parsed"] and r["correct_lon"] and r["correct_lat"] and r["consistent_lon"]
         and r["consistent_lat"] for r in records)
-    for key in ("ade_3s", "fde_3s", "ade", "fde"):
+    for key in TRAJECTORY_KEYS:
         out[key] = round(float(np.mean([r[key] for r in parsed])), 4) if parsed else None
     return out
 
@@ -62,7 +63,7 @@ def baseline_metrics(samples, spec: TrajectorySpec) -> dict[str, dict]:
         rows = [trajectory_errors(planner(ego_state_of(s), spec), np.asarray(s["future"]),
                                   spec.hz) for s in samples]
         out[name] = {key: round(float(np.mean([r[key] for r in rows])), 4) if rows else None
-                     for key in ("ade_3s", "fde_3s", "ade", "fde")}
+                     for key in TRAJECTORY_KEYS}
     return out
 
 
@@ -134,7 +135,7 @@ def results_table(results: dict[str, dict], title: str):
     table = Table(title=title)
     table.add_column("")
     for col in columns:
-        table.add_column(col.replace("decision_accuracy", "acc").replace("_", " "),
+        table.add_column(col.replace("accuracy", "acc").replace("_", " "),
                          justify="right")
     for name, metrics in results.items():
         table.add_row(name, *("–" if metrics.get(c) is None else f"{metrics[c]:.3f}"
