@@ -36,7 +36,8 @@ def write_card(folder: Path, meta: dict, dataset) -> None:
         f"the future trajectory over {meta['horizon_s']} s at {meta['future_hz']} Hz (ego frame "
         "at t0: x forward, y left, yaw counter-clockwise), the Cause-of-Change label "
         "(`decision_lon`, `decision_lat`, `critical` as JSON, `reasoning`) and the metric "
-        "cache (`metric_cache`, JSON). Splits are by episode.",
+        "cache (`metric_cache`, JSON). Splits are by episode, stratified by event type "
+        "(`split_events` in `vla_data.json`).",
         "",
         f"Label / derived meta-action agreement (both axes): {agreement:.3f}. "
         f"Build speed: {meta['keyframes_per_min_per_core']} keyframes per minute per core.",
