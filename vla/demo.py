@@ -353,6 +353,8 @@ def _write_report(trace_file: Path, data_dir: Path, model_dir: Path, out: Path) 
 
 
 def _print_summary(console: Console, summary: dict) -> None:
+    from vla.evaluation.cli import ci_cell
+
     table = Table(title="vla demo: stage times")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
@@ -391,17 +393,10 @@ def _print_summary(console: Console, summary: dict) -> None:
     for c in ("planner", "collision rate", "off-road rate", "PDMS-like", "progress",
               "decision acc. lon / lat (vs the expert's choice)"):
         cl.add_column(c, justify="right")
-
-    def rate(m: dict, key: str) -> str:
-        if m.get(key) is None:
-            return "–"
-        ci = m.get(f"{key}_ci95")
-        return f"{m[key]:.3f}" + (f" \\[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
-
     for name, m in summary["closed_loop"].items():
         lon, lat = m.get("decision_accuracy_lon"), m.get("decision_accuracy_lat")
-        cl.add_row(name, rate(m, "collision_rate"), rate(m, "off_road_rate"),
-                   rate(m, "pdms_like"), rate(m, "progress"),
+        cl.add_row(name, *(ci_cell(m, k) for k in ("collision_rate", "off_road_rate",
+                                                    "pdms_like", "progress")),
                    "–" if lon is None else f"{lon:.3f} / {lat:.3f}")
     console.print(cl)
     console.print(f"report: {summary['report']}")

@@ -180,7 +180,7 @@ def situation_admits(facts: set[str], meta: MetaAction) -> bool:
         escape = fact in LANE_CHANGE_ESCAPES and meta.lateral in LANE_CHANGES
         if meta.longitudinal not in ADMITTED_LON[fact] and not escape:
             return False
-    if meta.longitudinal in ("follow",) and "lead" not in facts and "cutting_in" not in facts:
+    if meta.longitudinal == "follow" and "lead" not in facts and "cutting_in" not in facts:
         return False  # nothing to follow
     if meta.longitudinal == "yield" and "priority" not in facts:
         return False  # nobody to yield to

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 from PIL import Image
 
-from vla.data.build import SPLITS, load_dataset_dir
+from vla.data.build import MIN_EPISODES_TO_STRATIFY, SPLITS, load_dataset_dir
 from vla.data.stats import label_stats
 from vla.meta_action import LATERAL, LONGITUDINAL
 
@@ -37,7 +37,7 @@ def _stratification_problems(events_by_split: dict[str, dict[str, int]]) -> list
         total.update(counts)
     problems = []
     for event in sorted(events_by_split.get("train", {})):
-        if total[event] < 3:
+        if total[event] < MIN_EPISODES_TO_STRATIFY:
             continue
         absent = [s for s in ("validation", "test") if s in events_by_split
                   and not events_by_split[s].get(event)]

@@ -210,7 +210,8 @@ PER_EVENT_COLUMNS = ("episodes", "collision_rate", "off_road_rate", "pdms_like",
                      "decision_accuracy_lon", "decision_accuracy_lat")
 
 
-def _cell(m: dict, c: str) -> str:
+def ci_cell(m: dict, c: str) -> str:
+    """``m[c]`` for a rich table, with its ``<c>_ci95`` interval when there is one."""
     if m.get(c) is None:
         return "–"
     if c == "episodes":
@@ -233,7 +234,7 @@ def print_closed_loop(result: dict) -> None:
     table.add_column("s / episode", justify="right")
     for name, m in result["planners"].items():
         seconds = (result.get("seconds_per_episode") or {}).get(name)
-        table.add_row(name, *(_cell(m, c) for c in CLOSED_LOOP_COLUMNS),
+        table.add_row(name, *(ci_cell(m, c) for c in CLOSED_LOOP_COLUMNS),
                       "–" if seconds is None else f"{seconds:.1f}")
     console.print(table)
     per = Table(title="per event")
@@ -246,7 +247,7 @@ def print_closed_loop(result: dict) -> None:
     for event in events:
         for name, m in result["planners"].items():
             if event in m.get("per_event", {}):
-                per.add_row(event, name, *(_cell(m["per_event"][event], c)
+                per.add_row(event, name, *(ci_cell(m["per_event"][event], c)
                                            for c in PER_EVENT_COLUMNS))
     console.print(per)
     paired = {n: m["vs_damped_prior"] for n, m in result["planners"].items()
@@ -256,5 +257,5 @@ def print_closed_loop(result: dict) -> None:
         for c in ("planner", "PDMS-like diff", "collision rate diff"):
             diff.add_column(c, justify="right")
         for name, m in paired.items():
-            diff.add_row(name, _cell(m, "pdms_like_diff"), _cell(m, "collision_rate_diff"))
+            diff.add_row(name, ci_cell(m, "pdms_like_diff"), ci_cell(m, "collision_rate_diff"))
         console.print(diff)

@@ -123,25 +123,27 @@ class ExpertPlanner:
         raise RuntimeError("the expert drives itself")
 
 
-class ConstantVelocityPlanner:
-    name = "constant-velocity"
+class _KinematicPlanner:
+    """A plan from the ego state alone (:mod:`vla.trajectory.baselines`), through the tracker."""
+
     drives_itself = False
     runs_in_workers = True
+    baseline = staticmethod(constant_velocity)
 
     def plan(self, sample: dict) -> PlannerOutput:
-        return PlannerOutput(constant_velocity(ego_state_of(sample)))
+        return PlannerOutput(self.baseline(ego_state_of(sample)))
 
 
-class DampedPriorPlanner:
+class ConstantVelocityPlanner(_KinematicPlanner):
+    name = "constant-velocity"
+
+
+class DampedPriorPlanner(_KinematicPlanner):
     """The damped-acceleration baseline as a plan: the trajectory prior of the default codec
     (every trajectory token at entry 0), i.e. what a model that ignores its inputs drives."""
 
     name = "damped-prior"
-    drives_itself = False
-    runs_in_workers = True
-
-    def plan(self, sample: dict) -> PlannerOutput:
-        return PlannerOutput(damped_acceleration(ego_state_of(sample)))
+    baseline = staticmethod(damped_acceleration)
 
 
 class ExpertTrackedPlanner:
@@ -328,17 +330,6 @@ def _hand_back(vehicle) -> None:
     vehicle.target_lane_index = lane
 
 
-class _LookaheadRecorder(EpisodeRecorder):
-    """An :class:`EpisodeRecorder` of a copied road that reuses the lane geometry and route
-    command already read from the same (shared, static) road network."""
-
-    def __init__(self, spec, seed, road, ego, steps, lanes, route_turn):
-        self.spec, self.seed, self.road, self.ego, self.steps = spec, seed, road, ego, steps
-        self._ids, self._rows, self._lane_rows, self._sizes, self._kinds = {}, {}, {}, {}, {}
-        self.route_turn, self.lanes = route_turn, lanes
-        self._agent_id(ego)
-
-
 def expert_choice(spec: ScenarioSpec, seed: int, road, ego, event, step: int,
                   horizon_steps: int, recorder: EpisodeRecorder | None = None) -> ExpertChoice:
     """Run the simulator's driver ahead from the live state on a copy of ``road``.
@@ -363,11 +354,9 @@ def expert_choice(spec: ScenarioSpec, seed: int, road, ego, event, step: int,
     if getattr(twin, "controls", None) is not None:  # a planner was driving: back to the driver
         twin.controls = None
         _hand_back(twin)
-    if recorder is None:
-        recorder = EpisodeRecorder(spec, seed, twin_road, twin, horizon_steps)
-    else:
-        recorder = _LookaheadRecorder(spec, seed, twin_road, twin, horizon_steps,
-                                      recorder.lanes, recorder.route_turn)
+    shared = {} if recorder is None else {"lanes": recorder.lanes,
+                                          "route_turn": recorder.route_turn}
+    recorder = EpisodeRecorder(spec, seed, twin_road, twin, horizon_steps, **shared)
     try:
         recorder.snapshot(0)
         for m in range(1, horizon_steps + 1):
@@ -748,27 +737,22 @@ def evaluate_closed_loop(planners: list, config: ClosedLoopConfig, episodes: int
                                     for name, v in seconds.items()}}
 
 
+def _ci(values: list, seed: int) -> list[float] | None:
+    interval = dm.bootstrap_ci(values, CI_RESAMPLES, CI_CONFIDENCE, seed)
+    return None if interval is None else [round(v, 4) for v in interval]
+
+
 def summarize(rows: list[dict], seed: int = 0) -> dict:
     """Means over episodes, and bootstrap intervals (``<key>_ci95``) for :data:`CI_KEYS`."""
-    def mean(key):
-        return _rate([r.get(key) for r in rows])
-
-    def ci(key):
-        interval = dm.bootstrap_ci([r.get(key) for r in rows], CI_RESAMPLES, CI_CONFIDENCE,
-                                   seed)
-        return None if interval is None else [round(v, 4) for v in interval]
-
     out = {"episodes": len(rows)}
-    for key, column in (("collision_rate", "collision"), ("off_road_rate", "off_road")):
-        out[key], out[f"{key}_ci95"] = mean(column), ci(column)
-    out["progress"] = mean("progress")
-    out["ttc_violation_rate"] = _rate([r["ttc_violations"] > 0 for r in rows])
-    out["comfort_rate"] = mean("comfort")
-    out["pdms_like"], out["pdms_like_ci95"] = mean("pdms_like"), ci("pdms_like")
+    for key, column in CI_KEYS.items():
+        values = [r.get(column) for r in rows]
+        out[key], out[f"{key}_ci95"] = _rate(values), _ci(values, seed)
     out["pdms"] = out["pdms_like"]  # the same number, for older readers
-    for key in ("decision_accuracy_lon", "decision_accuracy_lat"):
-        out[key], out[f"{key}_ci95"] = mean(key), ci(key)
-    out["parse_rate"] = mean("parse_rate")
+    out["progress"] = _rate([r.get("progress") for r in rows])
+    out["ttc_violation_rate"] = _rate([r["ttc_violations"] > 0 for r in rows])
+    out["comfort_rate"] = _rate([r.get("comfort") for r in rows])
+    out["parse_rate"] = _rate([r.get("parse_rate") for r in rows])
     return out
 
 
@@ -781,9 +765,7 @@ def paired_difference(rows: list[dict], reference: list[dict], seed: int = 0) ->
     out = {}
     for key, column in (("pdms_like_diff", "pdms_like"), ("collision_rate_diff", "collision")):
         diffs = [a[column] - b[column] for a, b in zip(rows, reference, strict=True)]
-        interval = dm.bootstrap_ci(diffs, CI_RESAMPLES, CI_CONFIDENCE, seed)
-        out[key] = _rate(diffs)
-        out[f"{key}_ci95"] = None if interval is None else [round(v, 4) for v in interval]
+        out[key], out[f"{key}_ci95"] = _rate(diffs), _ci(diffs, seed)
     return out
 
 

@@ -67,15 +67,18 @@ class EpisodeRecorder:
     while the episode is still going.
     """
 
-    def __init__(self, spec: ScenarioSpec, seed: int, road, ego, steps: int):
+    def __init__(self, spec: ScenarioSpec, seed: int, road, ego, steps: int,
+                 lanes: list | None = None, route_turn: str | None = None):
+        """``lanes`` and ``route_turn``, when given, are those already read from the same
+        (static) road network, e.g. by the recorder of the episode a copied road comes from."""
         self.spec, self.seed, self.road, self.ego, self.steps = spec, seed, road, ego, steps
         self._ids: dict[int, int] = {}
         self._rows: dict[int, list] = {}
         self._lane_rows: dict[int, list] = {}
         self._sizes: dict[int, tuple] = {}
         self._kinds: dict[int, str] = {}
-        self.route_turn = _route_turn(road, ego)
-        self.lanes = _lanes(road)
+        self.route_turn = _route_turn(road, ego) if route_turn is None else route_turn
+        self.lanes = _lanes(road) if lanes is None else lanes
         self._agent_id(ego)
 
     def _agent_id(self, obj) -> int:
