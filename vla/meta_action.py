@@ -82,6 +82,14 @@ class MetaAction:
             raise ValueError(f"unknown lateral meta-action {self.lateral!r}; "
                              f"expected one of {LATERAL}")
 
+    def to_json(self) -> dict:
+        return {"longitudinal": self.longitudinal, "lateral": self.lateral}
+
+    @classmethod
+    def from_json(cls, obj: dict | None) -> MetaAction | None:
+        """The meta-action of ``{longitudinal, lateral}``; None for None."""
+        return None if obj is None else cls(obj["longitudinal"], obj["lateral"])
+
 
 def speeds_along(trajectory: np.ndarray, hz: float) -> np.ndarray:
     """Speed at each trajectory step, from finite differences of the positions."""
