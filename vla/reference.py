@@ -27,7 +27,8 @@ import numpy as np
 from vla.data.labels import LAT_PHRASE, LON_PHRASE
 from vla.meta_action import LATERAL, LONGITUDINAL, MetaAction, derive_meta_action
 from vla.model.parser import Decision
-from vla.trajectory.baselines import damped_acceleration
+from vla.policy import PolicyOutput, check_request
+from vla.trajectory.baselines import constant_velocity, damped_acceleration
 from vla.trajectory.types import TrajectorySpec, ego_state_of
 
 FIXED_SENTENCE = ("The lead car ahead is braking and a stopped vehicle is in our lane, a car on "
@@ -43,7 +44,11 @@ def decision_clause(meta: MetaAction) -> str:
 
 
 def _spec(sample: dict) -> TrajectorySpec:
-    return TrajectorySpec(hz=10.0, horizon_s=len(sample["future"]) / 10.0)
+    """The horizon of the sample's logged future; the default one where it has none (closed
+    loop)."""
+    future = sample.get("future")
+    return TrajectorySpec() if future is None else TrajectorySpec(
+        hz=10.0, horizon_s=len(future) / 10.0)
 
 
 def prior_trajectory(sample: dict) -> np.ndarray:
@@ -162,3 +167,57 @@ def reference_policies(train=None) -> dict[str, Callable[[dict], Decision]]:
     if train is not None and len(train) > 0:
         policies["blind-learned"] = BlindLearner(train)
     return policies
+
+
+class DecisionPolicy:
+    """A :class:`vla.policy.Policy` of a function ``sample -> Decision`` (a blind row): the
+    same decision for every one of the ``n`` outputs, whatever the temperature."""
+
+    def __init__(self, name: str, decide_one: Callable[[dict], Decision]):
+        self.name, self.decide_one = name, decide_one
+
+    def decide(self, samples, n: int = 1, temperature: float = 0.0) -> list[PolicyOutput]:
+        check_request(samples, n, 1.0 if n > 1 else temperature)
+        return [PolicyOutput(decision=self.decide_one(s)) for s in samples for _ in range(n)]
+
+
+class TrajectoryPolicy:
+    """A :class:`vla.policy.Policy` that writes only a plan, ``sample -> (T, 3)`` in the ego
+    frame (a kinematic baseline, or the expert's future); its outputs have no text and no
+    decision, so the meta-action readers take the one derived from the plan."""
+
+    def __init__(self, name: str, plan: Callable[[dict], np.ndarray]):
+        self.name, self.plan = name, plan
+
+    def decide(self, samples, n: int = 1, temperature: float = 0.0) -> list[PolicyOutput]:
+        check_request(samples, n, 1.0 if n > 1 else temperature)
+        return [PolicyOutput(trajectory=np.asarray(self.plan(s), float))
+                for s in samples for _ in range(n)]
+
+
+def constant_velocity_plan(sample: dict) -> np.ndarray:
+    """Straight on at the current speed."""
+    return constant_velocity(ego_state_of(sample), _spec(sample))
+
+
+def damped_prior_plan(sample: dict) -> np.ndarray:
+    """The trajectory prior (every trajectory token at entry 0)."""
+    return prior_trajectory(sample)
+
+
+def expert_plan(sample: dict) -> np.ndarray:
+    """The expert's future: ``expert_future`` where the sample carries one (closed loop: the
+    driver run ahead from the current state), else the logged ``future``."""
+    future = sample.get("expert_future")
+    return np.asarray(sample["future"] if future is None else future, float)
+
+
+def kinematic_policies() -> dict[str, TrajectoryPolicy]:
+    """The plans without a model that every driving table prints beside it."""
+    return {"constant-velocity": TrajectoryPolicy("constant-velocity", constant_velocity_plan),
+            "damped-prior": TrajectoryPolicy("damped-prior", damped_prior_plan)}
+
+
+def blind_policies(train=None) -> dict[str, DecisionPolicy]:
+    """:func:`reference_policies` as :class:`vla.policy.Policy` objects."""
+    return {name: DecisionPolicy(name, fn) for name, fn in reference_policies(train).items()}
