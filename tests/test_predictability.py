@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 
+from vla.analysis.predictability import PredictabilityConfig, interpolate_knots
 from vla.cli import main
 from vla.data.build import load_dataset_dir
 from vla.meta_action import LATERAL, LONGITUDINAL
+from vla.model.prompt_features import prompt_features
 from vla.model.prompting import format_history, quoted_history
 from vla.trajectory.baselines import constant_velocity, damped_acceleration
 from vla.trajectory.data import read_spec, split_from_dataset
-from vla.trajectory.predictability import PredictabilityConfig, interpolate_knots, prompt_features
 from vla.trajectory.registry import default_codec
 
 
@@ -49,7 +50,7 @@ def test_knots_are_interpolated_linearly_from_zero():
 
 
 def test_bench_scores_the_baselines_and_a_codebook(small_data_dir, capsys):
-    assert main(["tokenizer", "predictability", "--data", str(small_data_dir),
+    assert main(["codec", "predictability", "--data", str(small_data_dir),
                  "--codebook-sizes", "4", "--max-iter", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     rows = {r["predictor"]: r for r in result["rows"]}
@@ -81,7 +82,7 @@ def test_bench_scores_the_baselines_and_a_codebook(small_data_dir, capsys):
 
 def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="--codebook-sizes"):
-        main(["tokenizer", "predictability", "--data", str(tmp_path), "--codebook-sizes", "1"])
+        main(["codec", "predictability", "--data", str(tmp_path), "--codebook-sizes", "1"])
     with pytest.raises(ValueError, match="codebook_sizes"):
         PredictabilityConfig(data=tmp_path, codebook_sizes=(1,))
     with pytest.raises(ValueError, match="max_iter"):

@@ -7,9 +7,11 @@ import sys
 
 import pytest
 
-from vla.stack import profile, versions
+from vla.installed import profile, versions
 
 CPU = profile() == "cpu"
+
+pytestmark = pytest.mark.env
 
 
 @pytest.mark.parametrize("module", ["torch", "transformers", "peft", "accelerate", "deepspeed",

@@ -1,4 +1,4 @@
-"""The tokenizer bench and the ``vla tokenizer`` subcommands, on small synthetic data."""
+"""The codec bench and the ``vla codec`` subcommands, on small synthetic data."""
 
 import importlib.util
 import json
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vla.analysis.codec_bench import BenchSetting, best_fixed, format_table, run_bench
+from vla.analysis.synthetic_data import save_synthetic_dataset
 from vla.cli import main
-from vla.trajectory.bench import BenchSetting, best_fixed, format_table, run_bench
 from vla.trajectory.data import load_splits
 from vla.trajectory.registry import load_codec
-from vla.trajectory.synthetic import save_synthetic_dataset
 
 REQUIRED = {"codec", "tokens", "vocab", "fixed_length", "ade_mean", "ade_max", "fde_mean",
             "heading_mean_deg", "comfort_share", "encode_ms", "decode_ms"}
@@ -24,7 +24,7 @@ def data_dir(tmp_path_factory):
 
 def test_bench_json_from_synthetic(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["tokenizer", "bench", "--synthetic", "300", "--quick", "--json",
+    assert main(["codec", "bench", "--synthetic", "300", "--quick", "--json",
                  "--out", str(out)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["codec"] for r in rows} == {"waypoint", "unicycle", "kmeans_segment", "dct_bpe"}
@@ -40,8 +40,8 @@ def test_bench_json_from_synthetic(tmp_path, capsys):
 
 def test_bench_table_from_a_built_data_set(data_dir, tmp_path, capsys):
     """The thin entry point: fit on train, report on test, print the table."""
-    path = Path(__file__).resolve().parents[1] / "eval" / "bench_tokenizers.py"
-    spec = importlib.util.spec_from_file_location("bench_tokenizers", path)
+    path = Path(__file__).resolve().parents[1] / "eval" / "bench_codecs.py"
+    spec = importlib.util.spec_from_file_location("bench_codecs", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main(["--data", str(data_dir), "--codecs", "unicycle,waypoint", "--quick",
@@ -71,12 +71,12 @@ def test_run_bench_rows_and_best_fixed(data_dir):
 
 def test_fit_subcommand_saves_a_loadable_codec(data_dir, tmp_path, capsys):
     out = tmp_path / "model"
-    assert main(["tokenizer", "fit", "--data", str(data_dir), "--out", str(out),
+    assert main(["codec", "fit", "--data", str(data_dir), "--out", str(out),
                  "--set", "codebook_size=256"]) == 0
     assert "saved to" in capsys.readouterr().out
     codec = load_codec(out)
     assert codec.name == "kmeans_segment" and codec.num_tokens == 12  # the default codec
     assert codec.vocab_size == 256
-    assert main(["tokenizer", "fit", "--data", str(data_dir), "--out", str(tmp_path / "w"),
+    assert main(["codec", "fit", "--data", str(data_dir), "--out", str(tmp_path / "w"),
                  "--codec", "waypoint", "--set", "rate_hz=1.0", "--set", "bins=64"]) == 0
     assert load_codec(tmp_path / "w").vocab_size == 128

@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vla.analysis.synthetic_data import save_synthetic_dataset
 from vla.trajectory.data import load_splits, read_spec
 from vla.trajectory.kinematics import arc_pose, distance_travelled, rollout
 from vla.trajectory.metrics import is_comfortable
-from vla.trajectory.synthetic import SCENARIOS, generate, save_synthetic_dataset
+from vla.trajectory.synthetic import SCENARIOS, generate
 from vla.trajectory.types import EgoState, TrajectorySpec, as_trajectory
 
 

@@ -35,7 +35,6 @@ import numpy as np
 
 LONGITUDINAL = ("stop", "yield", "follow", "decelerate", "keep_speed", "accelerate")
 LATERAL = ("keep_lane", "lane_change_left", "lane_change_right", "turn_left", "turn_right")
-KINEMATIC_LONGITUDINAL = ("stop", "decelerate", "keep_speed", "accelerate")
 
 KINEMATIC_OF: dict[str, tuple[str, ...]] = {
     "stop": ("stop",),

@@ -54,7 +54,6 @@ FACT_PATTERNS: dict[str, str] = {
     "route_left": r"\broute turns left\b",
     "route_right": r"\broute turns right\b",
 }
-FACTS = tuple(FACT_PATTERNS)
 _COMPILED = {name: re.compile(p, re.IGNORECASE) for name, p in FACT_PATTERNS.items()}
 
 # the stated decision, in the labels' phrasing (vla/data/labels.py LON_PHRASE / LAT_PHRASE)

@@ -1,1 +1,1 @@
-"""Post-training with reinforcement learning: rewards (and, to come, the GRPO loop)."""
+"""Post-training with reinforcement learning: the rewards, their audit and the GRPO loop."""

@@ -1,16 +1,17 @@
 """Scenario recipes: which highway-env road, which scripted event, how often.
 
-A recipe is a weighted mix of :class:`ScenarioSpec`. Scripted events make the rare
-decisions common: a lead vehicle braking hard, a cut-in, a stalled vehicle, a slower
-lead that invites an overtake, yielding at a merge / intersection / roundabout, and
-free road (accelerating to, or cruising at, the target speed).
+A recipe is a weighted mix of :class:`ScenarioSpec` and a camera rig, read from a YAML file:
+the packaged ones are ``data_recipes/*.yaml`` (default, highway, merge, intersection,
+roundabout). Scripted events make the rare decisions common: a lead vehicle braking hard, a
+cut-in, a stalled vehicle, a slower lead that invites an overtake, yielding at a merge /
+intersection / roundabout, and free road (accelerating to, or cruising at, the target speed).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-ROADS = ("highway", "merge", "roundabout", "intersection")
 EVENTS = ("free_accelerate", "free_cruise", "lead_brake", "cut_in", "stalled", "slower_lead",
           "merge_yield", "junction", "roundabout_yield")
 ROAD_OF_EVENT = {
@@ -41,33 +42,99 @@ class ScenarioSpec:
         return ROAD_OF_EVENT[self.event]
 
 
-def _mix(**weights: float) -> tuple[tuple[ScenarioSpec, float], ...]:
-    return tuple((ScenarioSpec(event), w) for event, w in weights.items())
+RECIPE_KEYS = ("description", "duration_s", "traffic", "events", "camera_rig")
+# the SampleConfig fields a recipe's camera rig may set (vla.data.build applies them)
+CAMERA_RIG_KEYS = ("cameras", "frames", "frame_gap_s", "image_width", "image_height")
 
 
-RECIPES: dict[str, tuple[tuple[ScenarioSpec, float], ...]] = {
-    "highway": _mix(free_accelerate=1, free_cruise=1, lead_brake=2, cut_in=2, stalled=2,
-                    slower_lead=2),
-    "merge": _mix(merge_yield=1),
-    "intersection": _mix(junction=1),
-    "roundabout": _mix(roundabout_yield=1),
-    "default": _mix(free_accelerate=1, free_cruise=0.6, lead_brake=1.5, cut_in=1.2, stalled=1.2,
-                    slower_lead=1.5, merge_yield=1, junction=1.8, roundabout_yield=1),
-}
+@dataclass(frozen=True)
+class Recipe:
+    """A data recipe: a weighted mix of scenarios and the camera rig that films them.
+
+    Read from a YAML file (``data_recipes/<name>.yaml`` or a user's) by :func:`load_recipe`;
+    the order of ``mix`` is the file's, and it matters: episodes are drawn by index.
+    """
+
+    name: str
+    mix: tuple[tuple[ScenarioSpec, float], ...]
+    camera_rig: dict = field(default_factory=dict)  # SampleConfig fields (CAMERA_RIG_KEYS)
+    description: str = ""
+    source: str = ""  # the file it was read from
+
+    def __post_init__(self) -> None:
+        where = self.source or self.name
+        if not self.mix:
+            raise ValueError(f"{where}: a recipe needs at least one event")
+        if any(w < 0 for _, w in self.mix) or sum(w for _, w in self.mix) <= 0:
+            raise ValueError(f"{where}: event weights must be >= 0 with a positive sum")
+        unknown = sorted(set(self.camera_rig) - set(CAMERA_RIG_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: camera_rig: unknown keys {unknown}; known keys: "
+                             f"{list(CAMERA_RIG_KEYS)}")
+
+    def as_dict(self) -> dict:
+        """The recipe as its file holds it (for a data set's metadata)."""
+        first = self.mix[0][0]
+        return {"description": self.description, "duration_s": first.duration_s,
+                "traffic": first.traffic,
+                "events": {spec.event: weight for spec, weight in self.mix},
+                "camera_rig": dict(self.camera_rig)}
 
 
-def get_recipe(name: str) -> tuple[tuple[ScenarioSpec, float], ...]:
+def recipe_names() -> list[str]:
+    """The packaged recipes (``data_recipes/*.yaml``)."""
+    from vla.resources import resource_names
+
+    return resource_names("data_recipes")
+
+
+def load_recipe(recipe: str | Path) -> Recipe:
+    """The recipe ``recipe`` names: a packaged recipe's name (``default``, ``highway``, ...) or a
+    recipe file (a path ending in .yaml). Unknown keys, events or bad values are refused with
+    the file and the key named."""
+    import yaml
+
+    from vla.resources import named_or_file
+
+    path = named_or_file("data_recipes", recipe, "recipe")
     try:
-        return RECIPES[name]
-    except KeyError:
-        raise ValueError(f"unknown recipe {name!r}; known recipes: {sorted(RECIPES)}") from None
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping with the keys {list(RECIPE_KEYS)}")
+    unknown = sorted(set(raw) - set(RECIPE_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known keys: {list(RECIPE_KEYS)}")
+    events = raw.get("events")
+    if not isinstance(events, dict) or not events:
+        raise ValueError(f"{path}: 'events' must map each scripted event to its weight")
+    rig = raw.get("camera_rig") or {}
+    if not isinstance(rig, dict):
+        raise ValueError(f"{path}: 'camera_rig' must be a mapping of {list(CAMERA_RIG_KEYS)}")
+    scene = {k: raw[k] for k in ("duration_s", "traffic") if k in raw}
+    mix = []
+    for event, weight in events.items():
+        if event not in EVENTS:
+            raise ValueError(f"{path}: events: unknown event {event!r}; known events: "
+                             f"{list(EVENTS)}")
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ValueError(f"{path}: events: {event}: the weight must be a number, "
+                             f"got {weight!r}")
+        try:
+            mix.append((ScenarioSpec(event, **scene), weight))
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+    return Recipe(name=path.stem, mix=tuple(mix), camera_rig=dict(rig),
+                  description=str(raw.get("description", "")), source=str(path))
 
 
-def episode_specs(recipe: str, episodes: int, seed: int) -> list[ScenarioSpec]:
-    """The scenario of each episode, drawn deterministically from the recipe's weights."""
+def episode_specs(recipe: Recipe | str, episodes: int, seed: int) -> list[ScenarioSpec]:
+    """The scenario of each episode, drawn deterministically from the recipe's weights
+    (``recipe``: a :class:`Recipe`, or what :func:`load_recipe` reads)."""
     import numpy as np
 
-    mix = get_recipe(recipe)
+    mix = (recipe if isinstance(recipe, Recipe) else load_recipe(recipe)).mix
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     weights = np.array([w for _, w in mix], float)

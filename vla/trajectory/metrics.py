@@ -18,7 +18,10 @@ from vla.trajectory.types import EgoState, wrap_angle
 
 
 @dataclass(frozen=True)
-class ComfortBounds:
+class TrajectoryComfortBounds:
+    """Bounds on a planned trajectory's derived motion (m/s², m/s³, m/s²): |longitudinal
+    acceleration|, |longitudinal jerk| and |lateral acceleration| at every sample."""
+
     max_lon_accel: float = 4.0
     max_lon_jerk: float = 4.0
     max_lat_accel: float = 4.89
@@ -65,7 +68,8 @@ def kinematics(trajectory: np.ndarray, ego: EgoState, hz: float) -> dict[str, np
 
 
 def is_comfortable(trajectory: np.ndarray, ego: EgoState, hz: float,
-                   bounds: ComfortBounds = ComfortBounds()) -> bool:
+                   bounds: TrajectoryComfortBounds = TrajectoryComfortBounds()) -> bool:
+    """Whether ``trajectory`` stays within ``bounds`` at every sample (see the module)."""
     k = kinematics(trajectory, ego, hz)
     return bool(np.all(np.abs(k["lon_accel"]) <= bounds.max_lon_accel)
                 and np.all(np.abs(k["lon_jerk"]) <= bounds.max_lon_jerk)

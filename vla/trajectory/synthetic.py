@@ -2,7 +2,7 @@
 
 Each trajectory is a unicycle driven by smooth, jerk-limited profiles of acceleration and
 curvature (or yaw rate), integrated at ten times the output rate and sampled at ``hz``. The
-scenarios cover what the tokenizers must represent:
+scenarios cover what the codecs must represent:
 
 - ``stopped``: standing still for the whole horizon;
 - ``stopping``: braking at 1-4 m/s^2 from 3-25 m/s, usually to a standstill;
@@ -20,9 +20,7 @@ codecs until a simulator data set exists, never to claim real-world numbers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -186,39 +184,3 @@ def generate(n: int, seed: int = 0, spec: TrajectorySpec | None = None,
         rate0 = lats[i, 0] if is_rate_arr[i] else lats[i, 0] * v0s[i]
         egos.append(EgoState(speed=float(v0s[i]), accel=a0, yaw_rate=float(rate0)))
     return out, egos, kinds
-
-
-def make_dataset(n: int, seed: int = 0, spec: TrajectorySpec | None = None,
-                 fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)):
-    """A ``datasets.DatasetDict`` (train / validation / test) with the data set's columns."""
-    from datasets import Dataset, DatasetDict
-
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1: {fractions}")
-    trajs, egos, kinds = generate(n, seed=seed, spec=spec)
-    n_train = int(round(n * fractions[0]))
-    n_val = int(round(n * fractions[1]))
-    bounds = {"train": (0, n_train), "validation": (n_train, n_train + n_val),
-              "test": (n_train + n_val, n)}
-    splits = {}
-    for split, (lo, hi) in bounds.items():
-        splits[split] = Dataset.from_dict({
-            "future": [trajs[i].tolist() for i in range(lo, hi)],
-            "ego_speed": [egos[i].speed for i in range(lo, hi)],
-            "ego_accel": [egos[i].accel for i in range(lo, hi)],
-            "ego_yaw_rate": [egos[i].yaw_rate for i in range(lo, hi)],
-            "scenario": kinds[lo:hi],
-        })
-    return DatasetDict(splits)
-
-
-def save_synthetic_dataset(out_dir: str | Path, n: int, seed: int = 0,
-                           spec: TrajectorySpec | None = None) -> Path:
-    """Build and ``save_to_disk`` a synthetic data set, with its ``vla_data.json``."""
-    spec = spec or TrajectorySpec()
-    out = Path(out_dir)
-    make_dataset(n, seed=seed, spec=spec).save_to_disk(str(out))
-    meta = {"future_hz": spec.hz, "horizon_s": spec.horizon_s, "source": "synthetic",
-            "generator": "vla.trajectory.synthetic", "n": n, "seed": seed}
-    (out / "vla_data.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return out

@@ -1,4 +1,4 @@
-"""The codec interface every trajectory tokenizer implements.
+"""The codec interface every trajectory codec implements.
 
 A codec turns a trajectory (``(T, 3)`` metres / radians, ego frame at t0) plus the ego state at
 t0 into a sequence of integer ids in ``[0, vocab_size)`` and back. Fixed-length codecs always

@@ -280,10 +280,6 @@ class UnicycleCodec(TrajectoryCodec):
                 f"curvature ids {c.accel_bins}..{self.vocab_size - 1}, got {ids.tolist()}")
         return np.stack([pairs[:, 0], pairs[:, 1] - c.accel_bins], axis=-1)
 
-    def encode_batch(self, trajectories: np.ndarray, egos: list[EgoState]) -> np.ndarray:
-        self._require_fit()
-        return self._bins_to_ids(self.encode_bins(np.asarray(trajectories, float), egos))
-
     def _encode(self, trajectory: np.ndarray, ego: EgoState) -> np.ndarray:
         return self._bins_to_ids(self.encode_bins(trajectory[None], [ego]))[0]
 

@@ -1,4 +1,4 @@
-"""The tokenizer bench: fit each codec setting on the train split, measure it on the test split.
+"""The codec bench: fit each trajectory codec setting on train, measure it on test.
 
 For each setting it reports the tokens per trajectory (mean and max), the vocabulary, whether
 the length is fixed, the round-trip ADE / FDE (mean and max, m), the heading error (deg), the
@@ -216,7 +216,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> P
     ax.set_yscale("log")
     ax.set_xlabel("tokens per trajectory (mean for variable length)")
     ax.set_ylabel("round-trip ADE, mean (m)")
-    ax.set_title(title or "trajectory tokenizers: error against tokens")
+    ax.set_title(title or "trajectory codecs: error against tokens")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -238,7 +238,7 @@ def write_outputs(rows: list[dict[str, Any]], reference: dict[str, Any], out_dir
                                          "rows": rows}, indent=2) + "\n")
     paths["table"].write_text(f"Data: {source}\n\n"
                               + format_table(rows, reference["comfort_share"]) + "\n")
-    plot(rows, paths["plot"], title=f"trajectory tokenizers ({source})")
+    plot(rows, paths["plot"], title=f"trajectory codecs ({source})")
     return paths
 
 

@@ -1,4 +1,4 @@
-"""``vla tokenizer ...``: bench the trajectory codecs, fit and save one beside a model, and
+"""``vla codec ...``: bench the trajectory codecs, fit and save one beside a model, and
 measure how much of the future the prompt's numbers determine."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _load(args: argparse.Namespace):
         spec, splits = load_splits(args.data, ("train", "test"))
         source = f"data set {args.data}"
     else:
-        from vla.trajectory.synthetic import save_synthetic_dataset
+        from vla.analysis.synthetic_data import save_synthetic_dataset
 
         with tempfile.TemporaryDirectory() as tmp:
             save_synthetic_dataset(Path(tmp) / "synthetic", args.synthetic, seed=args.seed)
@@ -42,7 +42,7 @@ def _load(args: argparse.Namespace):
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from vla.trajectory import bench
+    from vla.analysis import codec_bench as bench
 
     spec, train, test, source = _load(args)
     settings = bench.quick_settings() if args.quick else bench.default_settings()
@@ -91,7 +91,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_predictability(args: argparse.Namespace) -> int:
     import datasets
 
-    from vla.trajectory import predictability
+    from vla.analysis import predictability
+    from vla.analysis.codec_bench import stderr_log
 
     datasets.disable_progress_bars()
     if min(args.codebook_sizes) < 2:
@@ -101,8 +102,6 @@ def _cmd_predictability(args: argparse.Namespace) -> int:
     config = predictability.PredictabilityConfig(
         data=args.data, codebook_sizes=tuple(args.codebook_sizes),
         with_decisions=args.with_decisions, max_iter=args.max_iter)
-    from vla.trajectory.bench import stderr_log
-
     result = predictability.run_predictability(config, log=stderr_log)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -111,34 +110,34 @@ def _cmd_predictability(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_tokenizer_parser(sub: argparse._SubParsersAction) -> None:
-    """Add ``vla tokenizer {bench,fit,predictability}`` to the ``vla`` subcommands."""
-    tok = sub.add_parser("tokenizer", help="trajectory tokenizers: bench, fit and save; "
-                                            "predictability of the trajectory from the prompt")
-    tok_sub = tok.add_subparsers(dest="tokenizer_command", required=True)
+def add_codec_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``vla codec {bench,fit,predictability}`` to the ``vla`` subcommands."""
+    codec = sub.add_parser("codec", help="trajectory codecs: bench, fit and save; "
+                                         "predictability of the trajectory from the prompt")
+    codec_sub = codec.add_subparsers(dest="codec_command", required=True)
 
-    p = tok_sub.add_parser("bench", help="fit every codec on train, measure on test")
+    p = codec_sub.add_parser("bench", help="fit every codec on train, measure on test")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="a built data set (save_to_disk directory)")
     src.add_argument("--synthetic", type=int, metavar="N",
                      help="generate N synthetic trajectories (80/10/10 split) instead")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic generator")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.add_argument("--out", default="runs/tokenizer_bench", help="where to write json/md/png")
+    p.add_argument("--out", default="runs/codec_bench", help="where to write json/md/png")
     p.add_argument("--codecs", default=None, help="comma-separated codec names to keep")
     p.add_argument("--quick", action="store_true", help="one small setting per codec")
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--max-test", type=int, default=None)
     p.set_defaults(func=_cmd_bench)
 
-    p = tok_sub.add_parser("fit", help="fit a codec on a data set's train split and save it")
+    p = codec_sub.add_parser("fit", help="fit a codec on a data set's train split and save it")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, help="directory (e.g. beside a model)")
     p.add_argument("--codec", default=None, help="codec name (default: the default codec)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a config setting")
     p.set_defaults(func=_cmd_fit)
 
-    p = tok_sub.add_parser("predictability",
+    p = codec_sub.add_parser("predictability",
                            help="how well tabular learners predict the trajectory (ADE@3 s) "
                                 "from the prompt's numbers, per codebook size")
     p.add_argument("--data", required=True, help="a built data set (train and test splits)")
@@ -150,10 +149,10 @@ def add_tokenizer_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_predictability)
 
 
-def run_tokenizer_command(command: str, description: str, argv: list[str] | None = None) -> int:
-    """Run ``vla tokenizer COMMAND ARGV`` (for the thin ``eval/`` entry points)."""
+def run_codec_command(command: str, description: str, argv: list[str] | None = None) -> int:
+    """Run ``vla codec COMMAND ARGV`` (for the thin ``eval/`` entry points)."""
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_tokenizer_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["tokenizer", command, *(sys.argv[1:] if argv is None else argv)])
+    add_codec_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["codec", command, *(sys.argv[1:] if argv is None else argv)])
     return args.func(args)

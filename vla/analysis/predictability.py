@@ -17,32 +17,30 @@ the text alone allows:
   position for that codebook size (greedy decoding also conditions on the tokens already
   written; these classifiers do not). The later tokens are entry 0.
 
-The features are rounded as the prompt writes them (history, speed and acceleration to 0.1,
-yaw rate to 0.01). ``with_decisions`` adds the labelled meta-action to the features: the
-ceiling when the decision is known. Simplifications: the trees see numbers, not images, so the
-other vehicles count only through what the ego's own motion reveals; the tree settings are
-scikit-learn's defaults with ``max_iter`` rounds, not tuned.
+The features (:func:`vla.model.prompt_features.prompt_features`) are rounded as the prompt
+writes them (history, speed and acceleration to 0.1, yaw rate to 0.01). ``with_decisions``
+adds the labelled meta-action to the features: the ceiling when the decision is known.
+Simplifications: the trees see numbers, not images, so the other vehicles count only through
+what the ego's own motion reveals; the tree settings are scikit-learn's defaults with
+``max_iter`` rounds, not tuned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vla.meta_action import LATERAL, LONGITUDINAL
-from vla.model.prompting import quoted_history
+from vla.model.prompt_features import prompt_features
 from vla.trajectory.baselines import constant_velocity, damped_acceleration
 from vla.trajectory.data import read_spec, split_from_dataset
 from vla.trajectory.registry import DEFAULT_CODEC, default_codec
 
 HORIZON_S = 3.0
 KNOTS_S = (1.0, 2.0, 3.0)
-TEXT_COLUMNS = ["history", "ego_speed", "ego_accel", "ego_yaw_rate", "command",
-                "decision_lon", "decision_lat"]
 
 
 @dataclass(frozen=True)
@@ -62,25 +60,6 @@ class PredictabilityConfig:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
 
 
-def prompt_features(ds, commands: Sequence[str], with_decisions: bool) -> np.ndarray:
-    """One row per sample, rounded as the prompt writes it: speed, acceleration, yaw rate, the
-    quoted history rows (x, y, speed) and the command one-hot; with ``with_decisions`` the
-    labelled meta-action one-hot too."""
-    rows = []
-    if hasattr(ds, "select_columns"):  # a datasets split; else an iterable of sample dicts
-        ds = ds.select_columns([c for c in TEXT_COLUMNS if c in ds.column_names])
-    for s in ds:
-        hist = np.round(quoted_history(s["history"])[:, [0, 1, 3]], 1)
-        row = [round(s["ego_speed"], 1), round(s["ego_accel"] or 0.0, 1),
-               round(s["ego_yaw_rate"] or 0.0, 2), *hist.ravel()]
-        row += [s["command"] == c for c in commands]
-        if with_decisions:
-            row += [s["decision_lon"] == d for d in LONGITUDINAL]
-            row += [s["decision_lat"] == d for d in LATERAL]
-        rows.append(row)
-    return np.asarray(rows, dtype=np.float64)
-
-
 def _ade(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.linalg.norm(pred[..., :2] - true[..., :2], axis=-1).mean())
 
@@ -97,10 +76,40 @@ def _decode(codec, tokens: np.ndarray, egos, n: int) -> np.ndarray:
                      for t, e in zip(tokens, egos, strict=True)])
 
 
+def _mode_row(k: int, config: PredictabilityConfig, spec, train, test, x_train: np.ndarray,
+              x_test: np.ndarray) -> dict[str, Any]:
+    """The ``boosted trees, mode, K entries`` row: a K-entry default codec fitted on train, one
+    classifier per token position over the first 3 s, the likeliest token decoded."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    n = int(round(HORIZON_S * spec.hz))
+    true = test.trajectories[:, :n, :2]
+    codec = default_codec(hz=spec.hz, horizon_s=spec.horizon_s, codebook_size=k)
+    codec.fit(train.trajectories, train.egos)
+    tok_train = np.array([codec.encode(t, e) for t, e in zip(train.trajectories, train.egos,
+                                                              strict=True)])
+    tok_test = np.array([codec.encode(t, e) for t, e in zip(test.trajectories, test.egos,
+                                                             strict=True)])
+    per_3s = int(np.ceil(tok_train.shape[1] * HORIZON_S / spec.horizon_s))
+    guess = np.zeros_like(tok_test)
+    for j in range(per_3s):
+        classes = np.unique(tok_train[:, j])
+        if len(classes) == 1:
+            guess[:, j] = classes[0]
+            continue
+        clf = HistGradientBoostingClassifier(max_iter=config.max_iter, random_state=config.seed)
+        guess[:, j] = clf.fit(x_train, tok_train[:, j]).predict(x_test)
+    return {"predictor": f"boosted trees, mode, {k} entries",
+            "ade_3s": _ade(_decode(codec, guess, test.egos, n), true),
+            "round_trip_ade_3s": _ade(_decode(codec, tok_test, test.egos, n), true),
+            "share_entry_0": float(np.mean(guess[:, :per_3s] == 0)),
+            "share_entry_0_label": float(np.mean(tok_test[:, :per_3s] == 0))}
+
+
 def run_predictability(config: PredictabilityConfig,
                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fit on the train split, score on the test split: one row of ADE@3 s per predictor."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import Ridge
 
     from vla.data.build import load_dataset_dir
@@ -145,27 +154,7 @@ def run_predictability(config: PredictabilityConfig,
         log(f"continuous learners done ({len(train)} train, {len(test)} test samples)")
 
     for k in config.codebook_sizes:
-        codec = default_codec(hz=spec.hz, horizon_s=spec.horizon_s, codebook_size=k)
-        codec.fit(train.trajectories, train.egos)
-        tok_train = np.array([codec.encode(t, e) for t, e in zip(train.trajectories, train.egos,
-                                                                  strict=True)])
-        tok_test = np.array([codec.encode(t, e) for t, e in zip(test.trajectories, test.egos,
-                                                                 strict=True)])
-        per_3s = int(np.ceil(tok_train.shape[1] * HORIZON_S / spec.horizon_s))
-        guess = np.zeros_like(tok_test)
-        for j in range(per_3s):
-            classes = np.unique(tok_train[:, j])
-            if len(classes) == 1:
-                guess[:, j] = classes[0]
-                continue
-            clf = HistGradientBoostingClassifier(max_iter=config.max_iter,
-                                                 random_state=config.seed)
-            guess[:, j] = clf.fit(x_train, tok_train[:, j]).predict(x_test)
-        rows.append({"predictor": f"boosted trees, mode, {k} entries",
-                     "ade_3s": _ade(_decode(codec, guess, test.egos, n), true),
-                     "round_trip_ade_3s": _ade(_decode(codec, tok_test, test.egos, n), true),
-                     "share_entry_0": float(np.mean(guess[:, :per_3s] == 0)),
-                     "share_entry_0_label": float(np.mean(tok_test[:, :per_3s] == 0))})
+        rows.append(_mode_row(k, config, spec, train, test, x_train, x_test))
         if log:
             log(f"{k} entries: ADE@3s {rows[-1]['ade_3s']:.3f} m")
     return {"data": str(config.data), "n_train": len(train), "n_test": len(test),

@@ -1,10 +1,11 @@
-"""End-to-end checks that the installed stack really works on this machine.
+"""Parity of the served model with transformers: the end-to-end check that the installed
+stack really works on this machine.
 
-Used by ``vla demo`` (the foundation stages) and by the smoke test: build inputs
-for a saved Qwen2.5-VL, run a transformers forward pass, and ask a running vLLM
-server the same question with the images sent as data URIs. The two sides must see
-the same prompt tokens (same chat template, same image expansion) and give the same
-log-probability to the first token the server generated.
+Used by ``vla demo`` (the serving stage) and by the smoke tests: build inputs for a saved
+Qwen2.5-VL, run a transformers forward pass, and ask a running vLLM server the same question
+with the images sent as data URIs. The two sides must see the same prompt tokens (same chat
+template, same image expansion) and give the same log-probability to the first token the
+server generated.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the installed stack is: the profile (cpu / cuda) and the versions that matter."""
+"""What is installed: the profile (cpu / cuda) and the versions of the libraries that matter."""
 
 from __future__ import annotations
 
