@@ -4,12 +4,13 @@ The model-through-vLLM episode is in test_serving.py (it shares that module's se
 """
 
 import json
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from vla.evaluation import closed_loop as cl
+from vla.evaluation.closed_loop_episode import drive_episode
+from vla.evaluation.expert_choice import expert_choice
 from vla.evaluation.scenarios import ScenarioEntry, ScenarioSet, load_scenario_set
 
 LEAD_BRAKE_SEED = 1016164991  # constant speed straight on ends in the braking lead vehicle
@@ -26,13 +27,15 @@ def lead_brake(tmp_path_factory):
     """Every built-in planner on the lead-brake seed, traced with frames and GIFs."""
     out = tmp_path_factory.mktemp("lead_brake")
     config = _config(duration_s=10.0, save_frames=True, gif=True)
-    planners = [cl.ConstantVelocityPlanner(), cl.DampedPriorPlanner(), cl.ExpertTrackedPlanner()]
+    planners = [cl.make_planner(name)
+                for name in ("constant-velocity", "damped-prior", "expert-tracked")]
     result = cl.evaluate_closed_loop(planners, config, episodes=1, seed=0,
                                      trace_path=out / "traces.jsonl", progress=False)
     records = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
     return result, records, out
 
 
+@pytest.mark.sim
 def test_driving_into_the_lead_vehicle_scores_collision_and_zero_pdms(lead_brake):
     result, records, out = lead_brake
     cv = result["per_episode"]["constant-velocity"][0]
@@ -60,9 +63,11 @@ def test_driving_into_the_lead_vehicle_scores_collision_and_zero_pdms(lead_brake
     assert all((out / r["gif"]).is_file() for r in episodes)
 
 
+@pytest.mark.sim
 def test_damped_prior_and_expert_tracked_drive_through_the_tracker(lead_brake):
     """The damped prior drives its plan into the braking lead vehicle like constant velocity;
     the expert's own future, through the same tracker, brakes in time."""
+    from vla.policy import one
     from vla.trajectory.baselines import damped_acceleration
     from vla.trajectory.types import EgoState
 
@@ -73,15 +78,15 @@ def test_damped_prior_and_expert_tracked_drive_through_the_tracker(lead_brake):
     assert tracked["collision"] == 0 and tracked["off_road"] == 0
     assert tracked["seconds_simulated"] == 8.0 and tracked["progress"] > 0.9
     assert tracked["pdms_like"] >= result["per_episode"]["constant-velocity"][0]["pdms_like"]
-    planner = cl.DampedPriorPlanner()
     sample = {"ego_speed": 20.0, "ego_accel": -1.5}
-    np.testing.assert_allclose(planner.plan(sample).trajectory,
+    np.testing.assert_allclose(one(cl.make_planner("damped-prior"), sample).trajectory,
                                damped_acceleration(EgoState(20.0, -1.5)))
     # at the first decision the ego has never left the driver: the plan is its own future
     first = next(r for r in records if r["planner"] == "expert-tracked")
     assert first["decision_correct_lon"] and first["decision_correct_lat"]
 
 
+@pytest.mark.sim
 def test_decision_accuracy_against_the_expert_choice(lead_brake):
     """Constant velocity keeps its speed where the expert, from the same state, would brake:
     a blind planner no longer scores ~1 by following its own plan."""
@@ -117,8 +122,8 @@ def test_asking_the_expert_changes_nothing_in_the_episode():
             if k == 26:  # a planner takes over: straight on at constant speed
                 ego.controls = {"steering": 0.0, "acceleration": 0.0}
             if ask and k in (21, 31):  # before the lead brakes (3 to 6.5 s); the copy sees it
-                choices.append(cl.expert_choice(spec, LEAD_BRAKE_SEED, env.road, ego, event,
-                                                k - 1, 60))
+                choices.append(expert_choice(spec, LEAD_BRAKE_SEED, env.road, ego, event,
+                                             k - 1, 60))
             event(k * 0.1)
             env.road.act()
             env.road.step(0.1)
@@ -134,6 +139,7 @@ def test_asking_the_expert_changes_nothing_in_the_episode():
         assert choice.trajectory.shape == (60, 3)
 
 
+@pytest.mark.sim
 def test_parallel_workers_give_the_same_results(tmp_path):
     sset = ScenarioSet("two", (ScenarioEntry("lead_brake", traffic=6, seeds=(LEAD_BRAKE_SEED,)),
                                ScenarioEntry("cut_in", traffic=6, seeds=(22,))),
@@ -144,7 +150,7 @@ def test_parallel_workers_give_the_same_results(tmp_path):
         calls = []
         path = tmp_path / f"w{workers}.jsonl"
         results.append(cl.evaluate_closed_loop(
-            [cl.DampedPriorPlanner()], config, episodes=2, seed=0, trace_path=path,
+            [cl.make_planner("damped-prior")], config, episodes=2, seed=0, trace_path=path,
             progress=False, workers=workers,
             on_episode=lambda name, row, calls=calls: calls.append((name, row["seed"]))))
         orders.append(calls)
@@ -158,27 +164,27 @@ def test_parallel_workers_give_the_same_results(tmp_path):
     assert set(two["seconds_per_episode"]) == {"expert", "damped-prior"}
 
 
-@dataclass
-class FakeClient:  # stands in for VLAClient: a dataclass with a per-event-loop semaphore
-    url: str
-    _semaphore: object = field(default=None)
-
-
 def test_planners_that_can_run_in_workers_pickle():
-    import asyncio
     import pickle
 
-    client = FakeClient("http://127.0.0.1:1")
-    client._semaphore = asyncio.Semaphore(2)
-    model = cl.ModelPlanner(cl.endpoint_generator(client))
-    assert model.runs_in_workers
+    from vla.reference import TrajectoryPolicy
+    from vla.serving.client import EndpointPolicy, VLAClient
+
+    model = EndpointPolicy(VLAClient("http://127.0.0.1:1", "vla", None, None), name="model")
+    assert cl.runs_in_workers(model)
     copy = pickle.loads(pickle.dumps(model))
-    assert copy.generate.client.url == client.url and copy.generate.client._semaphore is None
-    assert client._semaphore is not None  # the original keeps its own
-    assert not cl.ModelPlanner(lambda sample: ("", None, None)).runs_in_workers
-    for name in cl.BASELINE_PLANNERS:
+    assert copy.name == "model" and copy.client.url == model.client.url
+
+    class InProcess:  # a policy that does not say it runs in workers (transformers)
+        name = "model"
+
+    assert not cl.runs_in_workers(InProcess())
+    assert not cl.runs_in_workers(TrajectoryPolicy("local", lambda sample: None))
+    for name in ("expert", *cl.BASELINES):
         planner = pickle.loads(pickle.dumps(cl.make_planner(name)))
-        assert planner.name == name and planner.runs_in_workers
+        assert planner.name == name and cl.runs_in_workers(planner)
+    with pytest.raises(ValueError, match="unknown planner"):
+        cl.make_planner("flying")
 
 
 def test_closed_loop_cli_planners():
@@ -217,8 +223,8 @@ def test_bootstrap_ci():
 
 def test_the_simulated_path_is_what_the_tracker_was_asked_to_follow():
     """Constant velocity on a straight highway: the car keeps its speed and heading."""
-    episode = cl.drive_episode(*_config().scenarios.episodes(1, 0)[0],
-                               cl.ConstantVelocityPlanner(), _config())
+    episode = drive_episode(*_config().scenarios.episodes(1, 0)[0],
+                            cl.make_planner("constant-velocity"), _config())
     states = episode.ego_states()
     before_crash = states[: len(states) - 15]
     assert np.ptp(before_crash[:, 3]) < 0.5  # speed, m/s
@@ -252,9 +258,9 @@ def test_tracker_follows_a_curve():
 def test_scenario_files_ship_and_bad_ones_are_refused(tmp_path):
     from collections import Counter
 
-    from vla.sim.recipes import RECIPES
+    from vla.sim.recipes import load_recipe
 
-    events = {spec.event for spec, _ in RECIPES["default"]}
+    events = {spec.event for spec, _ in load_recipe("default").mix}
     demo = load_scenario_set("eval/scenarios/demo.yaml")
     assert demo.name == "demo" and len(demo.episodes(6, 0)) == 6
     assert demo.episodes(6, 0) == demo.episodes(6, 0)

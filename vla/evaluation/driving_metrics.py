@@ -10,8 +10,9 @@ sampled at the simulation rate after the planner took over:
   a step with TTC below ``ttc_threshold_s`` (0.9 s, NAVSIM's);
 - ``comfort``: longitudinal acceleration, jerk, yaw rate and yaw acceleration, from finite
   differences smoothed by a Savitzky–Golay filter, within NAVSIM's bounds over the episode;
-- ``off_lanes``: the drivable area is the union of the lane strips (as in :mod:`vla.scoring`),
-  not highway-env's ``on_road``, which asks only the lane its heading-weighted search picks;
+- off the lanes (:func:`vla.sim.drivable.off_lanes`, where the environment ends an episode):
+  the drivable area is the union of the lane strips (as in :mod:`vla.scoring`), not
+  highway-env's ``on_road``, which asks only the lane its heading-weighted search picks;
 - ``progress``: how far along the expert's driven path (same scenario, same seed) the ego's
   final position projects, over the expert's path length, clipped to [0, 1];
 - ``pdms_like`` = NC · DAC · (5 · TTC + 5 · EP + 2 · C) / 12, with NC, DAC, TTC, C in {0, 1};
@@ -125,16 +126,6 @@ def progress(ego_xy: np.ndarray, expert_xy: np.ndarray) -> float:
         return 1.0
     _, arc = project_to_polyline(np.asarray(ego_xy, float)[-1:], expert_xy)
     return float(np.clip(arc[0] / length, 0.0, 1.0))
-
-
-def off_lanes(xy: np.ndarray, lanes, margin_m: float = 0.5) -> bool:
-    """True if the point lies outside every lane strip (centreline ± width / 2 + margin)."""
-    point = np.asarray(xy, float)[None, :2]
-    for lane in lanes:
-        dist, _ = project_to_polyline(point, lane.centerline)
-        if dist[0] <= lane.width / 2 + margin_m:
-            return False
-    return True
 
 
 def pdms_like(no_collision: bool, drivable: bool, ttc_ok: bool, ego_progress: float,
