@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vla.data.samples import SampleConfig
 from vla.reference import constant_velocity_plan
 from vla.sim.env import DrivingEnv, EnvConfig
+from vla.sim.observation import SampleConfig
 from vla.sim.recipes import ScenarioSpec
 
 LEAD_BRAKE_SEED = 1016164991  # constant speed straight on ends in the braking lead vehicle

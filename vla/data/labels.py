@@ -27,13 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla.data.frames import to_ego
 from vla.meta_action import (
     DEFAULT_THRESHOLDS,
     MetaAction,
     classify_longitudinal,
     derive_meta_action,
 )
+from vla.sim.frames import to_ego
 from vla.sim.world import DT, EpisodeLog
 
 FRAME_GAP_S = 0.5

@@ -18,8 +18,8 @@ import json
 
 import numpy as np
 
-from vla.data.frames import to_ego
 from vla.data.labels import planned_path
+from vla.sim.frames import to_ego
 from vla.sim.world import DT, EpisodeLog
 
 REFERENCE_EXTENSION_M = 30.0

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from vla.data.samples import SampleConfig
 from vla.evaluation.expert_choice import ask_expert, decision_correct, planner_meta_action
 from vla.evaluation.scenarios import ScenarioSet
 from vla.meta_action import MetaAction
 from vla.policy import PolicyOutput, one
 from vla.sim.env import DrivingEnv, EnvConfig, Observation
+from vla.sim.observation import SampleConfig
 from vla.sim.recipes import ScenarioSpec
 from vla.sim.tracker import Plan, TrackerConfig
 from vla.sim.world import DT, SIM_HZ

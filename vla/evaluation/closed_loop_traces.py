@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from vla.data.frames import to_ego
-from vla.data.samples import EpisodeRenderer
 from vla.evaluation.closed_loop_episode import ClosedLoopConfig, Episode, EpisodeDecision
+from vla.sim.frames import to_ego
+from vla.sim.observation import EpisodeRenderer
 from vla.sim.world import DT
 from vla.traces import (
     ClosedLoopEpisodeRecord,

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla.data.frames import to_ego
 from vla.data.labels import make_label
 from vla.meta_action import KINEMATIC_OF, MetaAction, derive_meta_action
 from vla.policy import PolicyOutput
 from vla.sim.episode import EpisodeRecorder
+from vla.sim.frames import to_ego
 from vla.sim.recipes import ScenarioSpec
 from vla.sim.world import DT
 

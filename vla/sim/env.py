@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vla.data.samples import EpisodeRenderer, SampleConfig, observation
 from vla.sim.drivable import off_lanes
 from vla.sim.driver import TrackedVehicle
 from vla.sim.episode import OFFROAD_GRACE_STEPS, EpisodeRecorder, seed_everything
+from vla.sim.observation import EpisodeRenderer, SampleConfig, observation
 from vla.sim.recipes import ScenarioSpec
 from vla.sim.tracker import Plan, PurePursuitTracker, TrackerConfig, plan_from_ego_frame
 from vla.sim.world import DT, SIM_HZ, EpisodeLog, setup_scenario
