@@ -17,8 +17,9 @@ from vla.data.samples import SampleConfig
 from vla.data.show import show_sample
 from vla.render.camera import camera_specs, render_camera
 from vla.render.scene import AgentBox, RoadGeometry
+from vla.resources import resource_path
 from vla.sim.episode import run_episode
-from vla.sim.recipes import ScenarioSpec, episode_specs, get_recipe
+from vla.sim.recipes import EVENTS, ScenarioSpec, episode_specs, load_recipe, recipe_names
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def built(tmp_path_factory):
     return out, meta
 
 
+@pytest.mark.sim
 def test_build_meets_the_label_and_image_targets(built):
     out, meta = built
     report = check_dataset(out)
@@ -54,6 +56,7 @@ def test_build_meets_the_label_and_image_targets(built):
             assert report["split_events"]["test"].get(event)
 
 
+@pytest.mark.sim
 def test_samples_hold_cameras_history_future_label_and_cache(built):
     out, meta = built
     dataset, _ = load_dataset_dir(out)
@@ -73,6 +76,7 @@ def test_samples_hold_cameras_history_future_label_and_cache(built):
     assert critical and all("kind" in c for c in critical)
 
 
+@pytest.mark.sim
 def test_splits_are_by_episode(built):
     out, _ = built
     dataset, _ = load_dataset_dir(out)
@@ -82,6 +86,7 @@ def test_splits_are_by_episode(built):
             assert not episodes[i] & episodes[j]
 
 
+@pytest.mark.sim
 def test_same_seed_same_dataset(tmp_path):
     config = BuildConfig(recipe="highway", episodes=3, seed=11,
                          samples=SampleConfig(image_width=64, image_height=48, topdown=False))
@@ -96,6 +101,7 @@ def test_same_seed_same_dataset(tmp_path):
         assert da[split]["reasoning"] == db[split]["reasoning"]
 
 
+@pytest.mark.sim
 def test_show_writes_a_picture(built, tmp_path):
     out, _ = built
     png = show_sample(out, 0, tmp_path / "sample.png")
@@ -121,7 +127,7 @@ def test_brake_lights_are_visible_when_the_lead_brakes():
 
 def test_unknown_recipe_and_bad_config_are_named():
     with pytest.raises(ValueError, match="unknown recipe 'nope'"):
-        get_recipe("nope")
+        load_recipe("nope")
     with pytest.raises(ValueError, match="unknown camera 'roof'"):
         SampleConfig(cameras=("roof",))
     with pytest.raises(ValueError, match="horizon_s"):
@@ -134,12 +140,47 @@ def test_unknown_recipe_and_bad_config_are_named():
     assert out.returncode != 0 and "unknown recipe 'nope'" in out.stderr
 
 
+def test_recipes_are_files_a_user_file_builds_and_bad_ones_are_named(tmp_path):
+    assert recipe_names() == ["default", "highway", "intersection", "merge", "roundabout"]
+    default = load_recipe("default")
+    assert [spec.event for spec, _ in default.mix] == list(EVENTS)  # every event, in order
+    assert load_recipe(resource_path("data_recipes/default.yaml")).mix == default.mix
+    assert BuildConfig().samples == SampleConfig()  # the default rig is the samples' default
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("duration_s: 12\ntraffic: 4\nevents: {cut_in: 1}\n"
+                    "camera_rig: {cameras: [front], frames: 1}\n")
+    config = BuildConfig(recipe=str(mine), episodes=3)
+    assert config.samples.cameras == ("front",) and config.samples.frames == 1
+    assert episode_specs(str(mine), 3, 0) == [ScenarioSpec("cut_in", 12.0, 4)] * 3
+    for text, message in (("speed: 3\nevents: {cut_in: 1}", r"unknown keys \['speed'\]"),
+                          ("events: {flying: 1}", "unknown event 'flying'"),
+                          ("events: {cut_in: heavy}", "the weight must be a number"),
+                          ("events: {cut_in: 0}", "positive sum"),
+                          ("events: {cut_in: 1}\ntraffic: 99", "traffic"),
+                          ("events: {cut_in: 1}\ncamera_rig: {lens: 3}",
+                           r"camera_rig: unknown keys \['lens'\]"),
+                          ("events: {cut_in: 1}\ncamera_rig: {cameras: [roof]}",
+                           "camera_rig: unknown camera 'roof'")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message) as err:
+            BuildConfig(recipe=str(bad), episodes=3)
+        assert str(bad) in str(err.value)
+    with pytest.raises(FileNotFoundError, match="no recipe file at"):
+        load_recipe(tmp_path / "missing.yaml")
+
+
+@pytest.mark.sim
 def test_killed_build_leaves_nothing_that_looks_complete(tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "vla.cli", "data", "build", "--episodes", "200",
                              "--out", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(8)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".killed.partial") for p in tmp_path.iterdir()):
+        assert proc.poll() is None, f"the build exited with {proc.returncode} before starting"
+        assert time.monotonic() < deadline, "no partial build folder within 120 s"
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert not out.exists()

@@ -17,30 +17,45 @@ import shutil
 import time
 import zlib
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vla.data.samples import SampleConfig
-from vla.sim.recipes import RECIPES, episode_specs
+from vla.sim.recipes import Recipe, episode_specs, load_recipe
 
 META_FILE = "vla_data.json"
 SPLITS = ("train", "validation", "test")
 
 
+def rig_sample_config(recipe: Recipe, **overrides) -> SampleConfig:
+    """The :class:`SampleConfig` of the recipe's camera rig, with ``overrides`` (SampleConfig
+    fields; None leaves the rig's value) on top; a bad value is refused naming the recipe."""
+    values = {**recipe.camera_rig, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return SampleConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{recipe.source or recipe.name}: camera_rig: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class BuildConfig:
+    """What to build. ``recipe``: a packaged recipe's name or a recipe file
+    (:func:`vla.sim.recipes.load_recipe`); ``samples`` None takes the recipe's camera rig."""
+
     recipe: str = "default"
     episodes: int = 300
     seed: int = 0
     workers: int = 1
-    samples: SampleConfig = field(default_factory=SampleConfig)
+    samples: SampleConfig | None = None
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
     def __post_init__(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {self.recipe!r}; known recipes: {sorted(RECIPES)}")
+        recipe = load_recipe(self.recipe)  # refuses an unknown name or a bad file
+        object.__setattr__(self, "recipe", str(self.recipe))
+        if self.samples is None:
+            object.__setattr__(self, "samples", rig_sample_config(recipe))
         if self.episodes < 3:
             raise ValueError(f"episodes must be >= 3 (one per split), got {self.episodes}")
         if self.workers < 1:
@@ -168,7 +183,8 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    specs = episode_specs(config.recipe, config.episodes, config.seed)
+    recipe = load_recipe(config.recipe)
+    specs = episode_specs(recipe, config.episodes, config.seed)
     seeds = np.random.default_rng(config.seed).integers(0, 2**31 - 1, size=config.episodes)
     jobs = [(i, spec, int(seeds[i]), config.samples) for i, spec in enumerate(specs)]
     rows_by_split: dict[str, list] = {s: [] for s in SPLITS}
@@ -211,6 +227,7 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
     meta = {
         "format": "vla-driving-scenes/1",
         "recipe": config.recipe,
+        "recipe_spec": recipe.as_dict(),
         "episodes": config.episodes,
         "episodes_kept": config.episodes - sum(dropped.values()),
         "dropped_episodes": sum(dropped.values()),

@@ -6,11 +6,12 @@ import json
 
 
 def _build(args) -> int:
-    from vla.data.build import BuildConfig, build_dataset
-    from vla.data.samples import SampleConfig
+    from vla.data.build import BuildConfig, build_dataset, rig_sample_config
+    from vla.sim.recipes import load_recipe
 
-    samples = SampleConfig(cameras=tuple(args.cameras.split(",")), frames=args.frames,
-                           image_width=args.width, image_height=args.height)
+    cameras = tuple(args.cameras.split(",")) if args.cameras else None
+    samples = rig_sample_config(load_recipe(args.recipe), cameras=cameras, frames=args.frames,
+                                image_width=args.width, image_height=args.height)
     config = BuildConfig(recipe=args.recipe, episodes=args.episodes, seed=args.seed,
                          workers=args.workers, samples=samples)
     meta = build_dataset(config, args.out)
@@ -71,16 +72,20 @@ def add_data_parser(sub) -> None:
     data = sub.add_parser("data", help="build, check and show driving-scene data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("build", help="simulate episodes and write a data set")
-    p.add_argument("--recipe", default="default")
+    p.add_argument("--recipe", default="default", metavar="NAME|FILE",
+                   help="a packaged recipe (default, highway, merge, intersection, roundabout: "
+                        "data_recipes/*.yaml) or a recipe file (.yaml)")
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cameras", default="front_left,front,front_right",
-                   help="comma-separated: front_left, front, front_right, rear")
-    p.add_argument("--frames", type=int, default=2)
-    p.add_argument("--width", type=int, default=160)
-    p.add_argument("--height", type=int, default=96)
+    # the camera rig: each flag given replaces the recipe's value
+    p.add_argument("--cameras", default=None,
+                   help="comma-separated: front_left, front, front_right, rear "
+                        "(default: the recipe's camera rig)")
+    p.add_argument("--frames", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--width", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--height", type=int, default=None, help="default: the recipe's")
     p.set_defaults(func=_build)
     p = data_sub.add_parser("check", help="validate a data set and print its distribution")
     p.add_argument("dir")

@@ -100,11 +100,13 @@ class ScenarioSet:
 
 
 def load_scenario_set(path: str | Path) -> ScenarioSet:
+    """The scenario set ``path`` names: a YAML file, or a packaged set's name (``demo``,
+    ``benchmark``, ``mixed``: ``eval/scenarios/*.yaml``)."""
     import yaml
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no scenario file at {p}")
+    from vla.resources import named_or_file
+
+    p = named_or_file("eval/scenarios", path, "scenario set")
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:

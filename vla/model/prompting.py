@@ -10,22 +10,19 @@ output delimiters of Alpamayo-R1.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
 from vla.model.trajectory_tokens import trajectory_token
+from vla.resources import resource_path
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 HISTORY_ROWS = 5  # history rows quoted in the prompt (every 0.5 s over 2 s)
 
 
 @cache
 def template(name: str) -> str:
-    path = PROMPTS_DIR / f"{name}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt template {path} is missing")
-    return path.read_text().strip("\n")
+    """The text of the prompt template ``prompts/<name>.txt``, without surrounding newlines."""
+    return resource_path(f"prompts/{name}.txt").read_text().strip("\n")
 
 
 def quoted_history(history) -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vla.model.chat_template import QWEN2_VL_CHAT_TEMPLATE
-from vla.model.prompting import PROMPTS_DIR
 from vla.model.special_tokens import (
     ENDOFTEXT,
     IM_END,
@@ -27,6 +26,7 @@ from vla.model.special_tokens import (
     VISION_END,
     VISION_START,
 )
+from vla.resources import resource_dir
 
 # Driving vocabulary the tokenizer should see even before any data set exists.
 _SEED_CORPUS = (
@@ -48,10 +48,10 @@ _SEED_CORPUS = (
 def project_corpus() -> list[str]:
     """Text the tokenizer is trained on: prompt templates plus a driving seed corpus."""
     texts = list(_SEED_CORPUS)
-    if PROMPTS_DIR.is_dir():
-        templates = [p for p in sorted(PROMPTS_DIR.glob("**/*"))
-                     if p.is_file() and p.suffix in (".txt", ".jinja")]
-        texts += [p.read_text() for p in templates]
+    prompts = resource_dir("prompts")
+    templates = [p for p in sorted(prompts.glob("**/*"))
+                 if p.is_file() and p.suffix in (".txt", ".jinja")]
+    texts += [p.read_text() for p in templates]
     # Digits and decimals appear in every explanation; make sure they merge sensibly.
     texts += [f"{i} m {i}.{j} m/s {i}.{j}s" for i in range(0, 120) for j in (0, 5)]
     return texts

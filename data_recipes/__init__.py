@@ -1,0 +1,1 @@
+"""Data recipes (package data: vla.assets.data_recipes)."""

@@ -1,0 +1,1 @@
+"""Closed-loop scenario sets (package data: vla.assets.scenarios)."""

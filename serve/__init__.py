@@ -1,0 +1,1 @@
+"""Serving configs (package data: vla.assets.serve)."""

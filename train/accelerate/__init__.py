@@ -1,0 +1,1 @@
+"""accelerate and DeepSpeed configs (package data: vla.assets.accelerate)."""

@@ -1,0 +1,1 @@
+"""Training run configs (package data: vla.assets.train_configs)."""
