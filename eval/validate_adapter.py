@@ -14,8 +14,8 @@ import json
 from vla.data.build import load_dataset_dir
 from vla.data.subsets import stratified_subset, subset_record
 from vla.model.expected_entry import TRAJECTORY_DECODINGS
-from vla.model.loading import load_model_dir
-from vla.reference import reference_policies
+from vla.policy_factory import make_policy
+from vla.reference import blind_policies
 from vla.training.validate import results_table, validate
 
 
@@ -34,9 +34,9 @@ def main() -> None:
     dataset, _ = load_dataset_dir(args.data)
     split = dataset[args.split]
     samples, indices = stratified_subset(split, args.samples, args.seed, return_indices=True)
-    out = validate(load_model_dir(args.model, adapter=args.adapter), samples,
-                   trajectory_decoding=args.trajectory_decoding,
-                   references=reference_policies(dataset.get("train")))
+    policy = make_policy(model_dir=args.model, adapter=args.adapter,
+                         trajectory_decoding=args.trajectory_decoding)
+    out = validate(policy, samples, references=blind_policies(dataset.get("train")))
     if args.json:
         print(json.dumps({"model": out["model"], "references": out["references"],
                           "baselines": out["baselines"],

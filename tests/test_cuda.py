@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from vla.stack_check import hf_forward, synthetic_camera_images
+from vla.serving.parity import hf_forward, synthetic_camera_images
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
+@pytest.mark.env
 @pytest.mark.skipif(shutil.which("nvidia-smi") is None, reason="no nvidia-smi")
 def test_setup_chooses_the_cuda_profile_where_a_gpu_is_visible():
     out = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--print-profile"],

@@ -31,7 +31,7 @@ PLANNERS = {"model", "expert", "expert-tracked", "damped-prior", "constant-veloc
 CHECKOUT = Path(__file__).resolve().parents[1]
 # what `pip install .` reads: the package and the folders pyproject.toml installs into it
 PACKAGE_SOURCES = ("pyproject.toml", "README.md", "vla", "prompts", "data_recipes", "serve",
-                   "eval/scenarios", "train/configs", "train/accelerate")
+                   "eval/scenarios", "train/configs")
 
 
 def _run(config: DemoConfig) -> tuple[dict, str]:

@@ -25,20 +25,15 @@ TEMPERATURE, TOP_P = 0.7, 0.9
 
 
 @pytest.fixture(scope="module")
-def adapter_dir(tiny_model_dir, tmp_path_factory):
-    from vla.model.lora import random_adapter
-
-    return random_adapter(tiny_model_dir, tmp_path_factory.mktemp("sft") / "a", scale=1.0)
+def adapter_dir(lora_adapter_dir):
+    """The SFT adapter GRPO starts from: the session's random rank-8 adapter."""
+    return lora_adapter_dir
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    srv = VLLMServer(ServerConfig(model=tiny_model_dir, served_model_name="tiny",
-                                  images_per_prompt=6, max_model_len=4096, enable_lora=True),
-                     log_path=tmp_path_factory.mktemp("vllm") / "vllm.log")
-    with srv:
-        yield srv
-    assert srv.alive_pids() == []
+def server(vllm_server):
+    """The session's shared LoRA-enabled server; GRPO swaps its adapters in at run time."""
+    return vllm_server
 
 
 def _first_logprob(server, tiny_model_dir, sample, model):
@@ -51,8 +46,9 @@ def _first_logprob(server, tiny_model_dir, sample, model):
     return [t["logprob"] for t in reply["choices"][0]["logprobs"]["content"]]
 
 
-def test_grpo_steps_update_the_served_adapter(server, tiny_model_dir, adapter_dir,
-                                              small_data_dir, tmp_path):
+@pytest.mark.server
+def test_grpo_steps_update_the_served_adapter(server, load_lora_adapter, tiny_model_dir,
+                                              adapter_dir, small_data_dir, tmp_path):
     from vla.data.build import load_dataset_dir
     from vla.model.loading import load_codec_of
     from vla.rl.rewards import score_completion
@@ -74,8 +70,7 @@ def test_grpo_steps_update_the_served_adapter(server, tiny_model_dir, adapter_di
     # the adapter the server now uses is not the one the run started from
     dataset, _ = load_dataset_dir(small_data_dir)
     sample = dataset["train"][0]
-    httpx.post(f"{server.url}/v1/load_lora_adapter",
-               json={"lora_name": "start", "lora_path": str(adapter_dir)}, timeout=120)
+    load_lora_adapter("start", adapter_dir)
     before = _first_logprob(server, tiny_model_dir, sample, "start")
     after = _first_logprob(server, tiny_model_dir, sample, "policy-2")
     assert max(abs(a - b) for a, b in zip(before, after, strict=True)) > 1e-3
@@ -129,6 +124,7 @@ def test_advantages_and_clipping():
         GRPOConfig(base="b", adapter="a", data="d", out="o", top_p=0.0)
 
 
+@pytest.mark.server
 def test_judge_through_an_openai_compatible_endpoint(server, tiny_model_dir, small_data_dir):
     """The judge is reached over HTTP (here the tiny model on the real vLLM server, its answer
     constrained to 0..10); the reward is that answer scaled to [0, 1] and enters the total."""

@@ -8,7 +8,7 @@ import pytest
 from vla.model.build import is_saved_model
 from vla.model.presets import PRESETS, ModelPreset, get_preset
 from vla.model.special_tokens import OUTPUT_DELIMITERS
-from vla.stack_check import hf_forward, synthetic_camera_images
+from vla.serving.parity import hf_forward, synthetic_camera_images
 
 
 def test_presets_are_valid_and_sized():

@@ -107,7 +107,7 @@ def test_any_walk_through_the_grammar_parses(grammar, tiny_model_dir, rnd):
 
 
 def _sample(i=0):
-    from vla.stack_check import synthetic_camera_images
+    from vla.serving.parity import synthetic_camera_images
 
     names = ["front_left", "front", "front_right"] * 2
     t = np.arange(1, 61) / 10
@@ -172,17 +172,12 @@ def test_constrained_generation_of_a_random_model_parses(tiny_model_dir):
         assert np.isfinite(gen.decision.trajectory).all()
 
 
-def test_predict_cli_prints_a_parsed_decision(tiny_model_dir, tmp_path):
-    from vla.data.build import BuildConfig, build_dataset
-    from vla.data.samples import SampleConfig
-
-    data = tmp_path / "data"
-    build_dataset(BuildConfig(recipe="highway", episodes=3, seed=2,
-                              samples=SampleConfig(topdown=False)), data, progress=False)
+def test_predict_cli_prints_a_parsed_decision(tiny_model_dir, small_data_dir, tmp_path):
     trace = tmp_path / "trace.jsonl"
     out = subprocess.run([sys.executable, "-m", "vla.cli", "predict", "--model",
-                          str(tiny_model_dir), "--data", str(data), "--index", "0", "--json",
-                          "--trace", str(trace)], capture_output=True, text=True, timeout=600)
+                          str(tiny_model_dir), "--data", str(small_data_dir), "--index", "0",
+                          "--json", "--trace", str(trace)],
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     record = json.loads(out.stdout.strip().splitlines()[-1])
     assert record["parsed"] is True and record["error"] is None

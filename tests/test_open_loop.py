@@ -7,7 +7,6 @@ from vla.evaluation.open_loop import (
     evaluate_open_loop,
     swapped_command,
     trajectory_metrics,
-    transformers_decider,
     without_history,
 )
 from vla.trajectory.baselines import constant_velocity
@@ -36,19 +35,23 @@ def test_l2_conventions_are_what_their_names_say(scenes):
 
 
 def test_open_loop_reports_model_baselines_scenarios_and_shortcuts(tiny_model_dir, scenes):
+    from vla.model.generate import TransformersPolicy
     from vla.model.loading import load_model_dir
 
-    loaded = load_model_dir(tiny_model_dir)
-    decide = transformers_decider(loaded, max_reasoning_tokens=16)
+    policy = TransformersPolicy(load_model_dir(tiny_model_dir), max_reasoning_tokens=16)
     sampled = {}
 
-    def recording(sample, n, temperature):  # the real model; keeps what it sampled
-        out = decide(sample, n, temperature)
-        if temperature > 0:
-            sampled[sample["sample_id"]] = out
-        return out
+    class Recording:  # the real model; keeps what it sampled
+        name = policy.name
 
-    result = evaluate_open_loop(recording, scenes, 10.0, k=2, progress=False, temperature=0.5)
+        def decide(self, samples, n=1, temperature=0.0):
+            out = policy.decide(samples, n, temperature)
+            if temperature > 0:
+                sampled[samples[0]["sample_id"]] = [o.decision for o in out]
+            return out
+
+    result = evaluate_open_loop(Recording(), scenes, 10.0, k=2, progress=False,
+                                temperature=0.5)
     assert result["samples"] == 3
     model = result["model"]
     assert model["parsed"] == 1.0  # constrained decoding

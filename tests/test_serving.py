@@ -1,6 +1,7 @@
 """Serving: the client, rollouts, parity with transformers and bad input, on a real server.
 
-One ``vllm serve`` for the module: the tiny model plus a random LoRA adapter.
+On the session's shared ``vllm serve`` of the tiny model (tests/conftest.py), with a random
+LoRA adapter loaded into it as ``adapter``.
 """
 
 import base64
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vla.serving.client import RequestError, VLAClient
-from vla.serving.vllm_server import ServerConfig, VLLMServer
+from vla.serving.client import EndpointPolicy, RequestError, VLAClient
+
+pytestmark = pytest.mark.server
 
 NEAR_TIE = 1e-3  # logit gap below which float32 rounding may pick either token
 
@@ -38,21 +40,14 @@ def samples(data_dir):
 
 
 @pytest.fixture(scope="module")
-def adapter_dir(tiny_model_dir, tmp_path_factory):
-    from vla.model.lora import random_adapter
-
-    return random_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "a", scale=1.0)
+def adapter_dir(lora_adapter_dir):
+    return lora_adapter_dir
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, adapter_dir, tmp_path_factory):
-    srv = VLLMServer(ServerConfig(model=tiny_model_dir, served_model_name="tiny",
-                                  images_per_prompt=6, max_model_len=4096,
-                                  adapters=(("adapter", str(adapter_dir)),)),
-                     log_path=tmp_path_factory.mktemp("vllm") / "vllm.log")
-    with srv:
-        yield srv
-    assert srv.alive_pids() == []
+def server(vllm_server, load_lora_adapter, adapter_dir):
+    load_lora_adapter("adapter", adapter_dir)
+    return vllm_server
 
 
 def _client(server, tiny_model_dir, model="tiny"):
@@ -86,10 +81,9 @@ def test_greedy_vllm_equals_transformers_token_for_token(server, tiny_model_dir,
     compared = 0
     for sample in samples:
         expected = generate_decision(loaded, sample, with_margins=True)
-        got = client.decide_sync(sample, n=1, temperature=0.0, max_tokens=200)
-        tokens = got.raw["choices"][0]["token_ids"]
-        assert got.completions[0].decision is not None
-        compared += _agreeing_tokens(tokens, expected)
+        got = client.decide_sync(sample, n=1, temperature=0.0, max_tokens=200)[0]
+        assert got.decision is not None
+        compared += _agreeing_tokens(got.token_ids, expected)
     assert compared >= 150
 
 
@@ -107,13 +101,11 @@ def test_expected_entry_decoding_on_the_server_equals_transformers(server, tiny_
         expected = generate_decision(loaded, sample, with_margins=True,
                                      trajectory_decoding="expected")
         got = client.decide_sync(sample, n=1, temperature=0.0, max_tokens=200,
-                                 trajectory_decoding="expected")
-        greedy = client.decide_sync(sample, n=1, temperature=0.0, max_tokens=200)
-        tokens = got.raw["choices"][0]["token_ids"]
-        assert got.completions[0].decision is not None
-        differs_from_greedy += (got.completions[0].decision.trajectory_ids
-                                != greedy.completions[0].decision.trajectory_ids)
-        compared += _agreeing_tokens(tokens, expected)
+                                 trajectory_decoding="expected")[0]
+        greedy = client.decide_sync(sample, n=1, temperature=0.0, max_tokens=200)[0]
+        assert got.decision is not None
+        differs_from_greedy += (got.decision.trajectory_ids != greedy.decision.trajectory_ids)
+        compared += _agreeing_tokens(got.token_ids, expected)
     assert compared >= 150
     assert differs_from_greedy >= 1
 
@@ -130,13 +122,12 @@ def test_expected_entry_decoding_with_sampling_is_refused(server, tiny_model_dir
 
 
 def test_client_samples_n_decisions_that_parse(server, tiny_model_dir, samples):
-    result = _client(server, tiny_model_dir).decide_sync(samples[0], n=4, temperature=1.0)
-    assert len(result.completions) == 4
-    assert all(c.decision is not None and c.error is None for c in result.completions)
-    assert all(c.decision.trajectory.shape == (60, 3) for c in result.completions)
-    assert result.prompt_tokens > 100 and all(c.completion_tokens > 10
-                                              for c in result.completions)
-    assert result.seconds > 0 and result.attempts == 1
+    outputs = EndpointPolicy(_client(server, tiny_model_dir)).decide(samples[:2], 4, 1.0)
+    assert len(outputs) == 8
+    assert all(c.decision is not None and c.error is None for c in outputs)
+    assert all(c.decision.trajectory.shape == (60, 3) for c in outputs)
+    assert all(c.prompt_tokens > 100 and c.completion_tokens == len(c.token_ids) > 10
+               and c.seconds > 0 for c in outputs)
 
 
 def _png(size, mode="RGB") -> bytes:
@@ -180,7 +171,7 @@ def test_bad_input_is_refused_by_the_client_and_by_the_server(server, tiny_model
     assert 400 <= response.status_code < 500, response.text[:500]
     assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
     ok = client.decide_sync(samples[1], n=1, temperature=0.0, max_tokens=200)
-    assert ok.completions[0].decision is not None
+    assert ok[0].decision is not None
 
 
 def test_rollouts_write_traces_and_resume(server, tiny_model_dir, data_dir, tmp_path):
@@ -190,24 +181,28 @@ def test_rollouts_write_traces_and_resume(server, tiny_model_dir, data_dir, tmp_
 
     dataset, _ = load_dataset_dir(data_dir)
     out = tmp_path / "rollouts.jsonl"
-    client = _client(server, tiny_model_dir)
-    first = run_rollouts(client, dataset["test"], n=2, out=out, limit=2, progress=False)
+    policy = EndpointPolicy(_client(server, tiny_model_dir))
+    first = run_rollouts(policy, dataset["test"], n=2, out=out, limit=2, progress=False)
     assert first == {"samples": 2, "completions": 4, "parsed": 4, "errors": 0, "skipped": 0}
     records = read_traces(out)
     assert len(records) == 4 and all(r["kind"] == "rollout" and r["parsed"] for r in records)
     assert all(r["derived_meta_action"] and np.isfinite(r["ade_m"]) for r in records)
     with out.open("a") as f:
         f.write('{"kind": "rollout", "sample_id": "torn')  # a run killed mid-write
-    again = run_rollouts(client, dataset["test"], n=2, out=out, limit=3, progress=False)
+    again = run_rollouts(policy, dataset["test"], n=2, out=out, limit=3, progress=False)
     assert again["skipped"] == 2 and again["samples"] == 1
     assert len(read_traces(out)) == 6
 
 
 def test_open_loop_through_the_endpoint(server, tiny_model_dir, samples):
-    from vla.evaluation.open_loop import endpoint_decider, evaluate_open_loop
+    from vla.evaluation.open_loop import evaluate_open_loop
+    from vla.policy_factory import make_policy
 
-    result = evaluate_open_loop(endpoint_decider(_client(server, tiny_model_dir)), samples[:2],
-                                10.0, k=2, shortcut=False, progress=False)
+    # the URL as `vla serve` prints it, the served model the first the server lists
+    policy = make_policy(model_dir=tiny_model_dir, endpoint=f"{server.url}/v1/")
+    assert policy.name == "tiny"
+    result = evaluate_open_loop(policy, samples[:2], 10.0, k=2, shortcut=False,
+                                progress=False, concurrency=2)
     assert result["samples"] == 2 and result["model"]["parsed"] == 1.0
     assert "min_ade_2" in result["model"] and "shortcut" not in result
 
@@ -219,7 +214,7 @@ def test_closed_loop_episode_driven_by_the_served_model(server, tiny_model_dir, 
 
     sset = ScenarioSet("t", (ScenarioEntry("lead_brake", traffic=6, seeds=(1016164991,)),),
                        duration_s=10.0)
-    planner = cl.ModelPlanner(cl.endpoint_generator(_client(server, tiny_model_dir)))
+    planner = cl.model_planner(EndpointPolicy(_client(server, tiny_model_dir)))
     result = cl.evaluate_closed_loop([planner], cl.ClosedLoopConfig(sset), episodes=1, seed=0,
                                      trace_path=tmp_path / "t.jsonl", progress=False)
     model = result["per_episode"]["model"][0]
@@ -239,3 +234,16 @@ def test_closed_loop_episode_driven_by_the_served_model(server, tiny_model_dir, 
         assert model["decision_accuracy_lon"] == pytest.approx(np.mean(correct), abs=1e-4)
     else:
         assert model["decision_accuracy_lon"] is None
+
+
+def test_rollout_cli_takes_the_url_vla_serve_prints(server, tiny_model_dir, data_dir,
+                                                    tmp_path):
+    from vla.cli import main
+    from vla.traces import read_records
+
+    out = tmp_path / "rollouts.jsonl"
+    assert main(["rollout", "--endpoint", f"{server.url}/v1", "--model-dir",
+                 str(tiny_model_dir), "--data", str(data_dir), "--n", "1", "--limit", "1",
+                 "--out", str(out)]) == 0
+    (record,) = read_records(out)
+    assert record.KIND == "rollout" and record.model == "tiny" and record.parsed

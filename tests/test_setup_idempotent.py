@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -12,6 +14,7 @@ def _freeze() -> str:
                           text=True, check=True).stdout
 
 
+@pytest.mark.env
 def test_second_setup_run_is_a_no_op():
     before = _freeze()
     out = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], capture_output=True,

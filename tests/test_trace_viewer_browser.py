@@ -37,7 +37,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_FILTER = "kind == grpo and rewards.consistency.value < 0.5"
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,7 @@ def start_viewer(trace: Path, data: Path | None, limit: int, timeout: float = 90
         if " at http://127.0.0.1:" in line:
             url = line.split(" at ", 1)[1].split()[0]
             while httpx.get(url + "healthz", timeout=5).status_code != 200:
+                assert time.monotonic() < deadline, f"{url}healthz not ready in {timeout:.0f} s"
                 time.sleep(0.2)
             return proc, url
     proc.kill()

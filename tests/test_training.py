@@ -147,6 +147,9 @@ def test_new_rows_scope_moves_only_the_injected_rows(tiny_model_dir, small_data_
             assert torch.equal(param, before[name]), name
 
 
+distributed = pytest.mark.distributed  # under `accelerate launch`
+
+
 @pytest.fixture(scope="module")
 def stage1(tiny_model_dir, small_data_dir, tmp_path_factory):
     """Stage 1 for 8 steps, killed with SIGKILL after its step-4 checkpoint, then resumed."""
@@ -169,6 +172,7 @@ def stage1(tiny_model_dir, small_data_dir, tmp_path_factory):
     return out, first_log, second
 
 
+@distributed
 def test_sigkilled_run_resumes_to_the_same_step_count(stage1):
     out, first_log, second = stage1
     resumed_from = int(second.split("resuming from ")[1].split("checkpoint-")[1].split()[0])
@@ -197,6 +201,7 @@ def second_overrides(out, stage1):
     return [f"{k}={config[k]}" for k in keys]
 
 
+@distributed
 def test_lora_sft_then_merge_in_its_own_process(stage1, small_data_dir, tmp_path):
     import torch
 
@@ -226,6 +231,7 @@ def test_lora_sft_then_merge_in_its_own_process(stage1, small_data_dir, tmp_path
     assert torch.allclose(merged_logits, with_adapter, atol=1e-4)
 
 
+@distributed
 @pytest.mark.parametrize("launch", ["cpu_2proc", "zero2", "zero3"])
 def test_two_process_runs(launch, tiny_model_dir, small_data_dir, tmp_path):
     """Two processes: DDP over gloo, DeepSpeed ZeRO-2 and ZeRO-3 (on the CPU here)."""

@@ -1,38 +1,40 @@
 """A real vLLM OpenAI-compatible server on 127.0.0.1 for the tiny model.
 
-Starts ``vllm serve`` once for the module, then: one chat completion with camera
-images as data URIs, checked against transformers (same prompt tokens, same
-first-token log-probability); and grammar-constrained sampling (n = 4) whose outputs
-must all parse. Stopping the server must leave none of its processes alive.
+On the session's shared ``vllm serve`` (tests/conftest.py: ``vllm_server``): the server
+runs as an API server beside its engine process; one chat completion with camera images as
+data URIs, checked against transformers (same prompt tokens, same first-token
+log-probability); and grammar-constrained sampling (n = 4) whose outputs must all parse.
+Stopping the shared server at the end of the session must leave none of its processes
+alive; a server that cannot start is started (and fails) on its own.
 """
 
 import httpx
 import psutil
 import pytest
 
+from vla.serving.parity import hf_forward, query_server, synthetic_camera_images
 from vla.serving.vllm_server import ServerConfig, ServerError, VLLMServer
-from vla.stack_check import hf_forward, query_server, synthetic_camera_images
+
+pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    srv = VLLMServer(ServerConfig(model=tiny_model_dir, served_model_name="tiny",
-                                  images_per_prompt=6, max_model_len=4096),
-                     log_path=tmp_path_factory.mktemp("vllm") / "vllm.log")
-    srv.start()
-    pids = srv.alive_pids()
+def server(vllm_server):
+    return vllm_server
+
+
+def test_server_runs_an_api_server_and_an_engine_process(server):
+    pids = server.alive_pids()
     assert len(pids) >= 2, "expected the API server and its engine process"
-    yield srv
-    srv.stop()
-    assert srv.alive_pids() == []
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                   for p in pids)
+    assert all(psutil.pid_exists(p) for p in pids)
 
 
 def test_vllm_server_answers_a_chat_completion_with_images(server, tiny_model_dir):
     assert server.config.host == "127.0.0.1"
     models = httpx.get(f"{server.url}/v1/models", timeout=10).json()
-    assert [m["id"] for m in models["data"]] == ["tiny"]
+    # the base model; LoRA adapters other tests loaded name it as their parent
+    assert [m["id"] for m in models["data"] if m.get("parent") is None] == ["tiny"]
+    assert all(m["parent"] == "tiny" for m in models["data"] if m.get("parent") is not None)
     images = synthetic_camera_images(2)
     expected = hf_forward(tiny_model_dir, images)
     reply = query_server(server.url, "tiny", images, max_tokens=8)

@@ -11,7 +11,7 @@ choice, the second on neither axis, the third on the longitudinal axis only), on
 baseline planner (no text; its derived meta-action is the expert's choice: a kinematic class
 the expert's class allows), and two ``closed_loop_episode`` records (the baseline's with a
 collision) with a GIF. The agreement flags come from the closed-loop evaluation's own rule
-(:func:`vla.evaluation.closed_loop.decision_correct`).
+(:func:`vla.evaluation.expert_choice.decision_correct`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vla.data.build import load_dataset_dir
-from vla.evaluation.closed_loop import decision_correct
+from vla.evaluation.expert_choice import decision_correct
 from vla.meta_action import KINEMATIC_OF, LATERAL, MetaAction, derive_meta_action
 from vla.model.build import CODEC_DIR
 from vla.model.parser import ParseError, parse_output
@@ -35,8 +35,9 @@ from vla.model.special_tokens import (
     TRAJ_FUTURE_END,
     TRAJ_FUTURE_START,
 )
+from vla.policy import PolicyOutput
 from vla.rl.rewards import score_completion
-from vla.traces import append_trace, decision_fields
+from vla.traces import append_trace, decision_fields, grpo_record
 from vla.trajectory.registry import make_codec
 from vla.trajectory.types import ego_state_of
 
@@ -135,10 +136,12 @@ def build_trace(data_dir: Path, out: Path, n_samples: int = 3) -> BuiltTrace:
                 built.critical_agent = (rid, agents[0])
         for verdict, text in texts:
             scored = score_completion(text, row, codec)
-            write({"kind": "grpo", "step": 1, "sample_id": row["sample_id"],
-                   "model": "policy-0", "raw_output": text,
-                   "parsed": scored.decision is not None, "token_ids": None,
-                   "rewards": scored.to_json()}, verdict)
+            try:
+                decision, error = parse_output(text, codec.num_tokens, codec, ego), None
+            except ParseError as exc:
+                decision, error = None, exc
+            output = PolicyOutput(text=text, decision=decision, error=error)
+            write(grpo_record(output, row, "policy-0", 1, scored.to_json()).to_json(), verdict)
 
     first = rows[0]
     ego = ego_state_of(first)

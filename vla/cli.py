@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    from vla.stack import profile, versions
+    from vla.installed import profile, versions
 
     print(f"profile: {profile()}")
     for name, version in versions().items():
@@ -54,7 +54,14 @@ def _cmd_model_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
+    import dataclasses
+
+    from vla.serving.vllm_server import (
+        VLLMServer,
+        default_serve_config,
+        lora_rank_of,
+        server_config,
+    )
 
     adapters = []
     for spec in args.adapter:
@@ -62,13 +69,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not sep or not name or not path:
             raise SystemExit(f"--adapter expects NAME=DIR, got {spec!r}")
         adapters.append((name, path))
-    config = ServerConfig(model=Path(args.model), host=args.host, port=args.port,
-                          served_model_name=args.name, api_key=args.api_key,
-                          images_per_prompt=args.images_per_prompt,
-                          max_model_len=args.max_model_len, adapters=tuple(adapters),
-                          enable_lora=True, max_lora_rank=max(
-                              (lora_rank_of(path) for _, path in adapters),
-                              default=ServerConfig.max_lora_rank))
+    try:  # the serving config's settings, the flags given on top
+        config = server_config(args.model, args.config or default_serve_config(),
+                               host=args.host, port=args.port, served_model_name=args.name,
+                               api_key=args.api_key, images_per_prompt=args.images_per_prompt,
+                               max_model_len=args.max_model_len, adapters=tuple(adapters))
+        rank = max((lora_rank_of(path) for _, path in adapters), default=0)
+        if rank > config.max_lora_rank:
+            config = dataclasses.replace(config, max_lora_rank=rank)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"vla serve: {exc}") from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -110,20 +120,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollout(args: argparse.Namespace) -> int:
-    import httpx
-
     from vla.data.build import load_dataset_dir
-    from vla.serving.client import VLAClient
+    from vla.policy_factory import make_policy
     from vla.serving.rollout import run_rollouts
+    from vla.serving.urls import ServerUnreachable
 
     dataset, meta = load_dataset_dir(args.data)
-    name = args.served_name or httpx.get(f"{args.endpoint}/v1/models", timeout=30).json()[
-        "data"][0]["id"]
-    client = VLAClient.for_model_dir(args.endpoint, name, args.model_dir,
-                                     images_per_prompt=len(meta["cameras"]) * meta["frames"],
-                                     api_key=args.api_key, concurrency=args.concurrency)
-    stats = run_rollouts(client, dataset[args.split], args.n, args.out,
-                         temperature=args.temperature, limit=args.limit, seed=args.seed)
+    try:
+        policy = make_policy(model_dir=args.model_dir, endpoint=args.endpoint,
+                             served_model=args.served_name, api_key=args.api_key,
+                             images_per_prompt=len(meta["cameras"]) * meta["frames"],
+                             concurrency=args.concurrency)
+    except (ServerUnreachable, ValueError) as exc:
+        raise SystemExit(f"vla rollout: {exc}") from None
+    stats = run_rollouts(policy, dataset[args.split], args.n, args.out,
+                         temperature=args.temperature, limit=args.limit, seed=args.seed,
+                         concurrency=args.concurrency)
     print(f"{stats['samples']} samples, {stats['completions']} completions "
           f"({stats['parsed']} parsed), {stats['skipped']} skipped as already done, "
           f"{stats['errors']} errors -> {args.out}")
@@ -133,9 +145,13 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vla.demo import DemoConfig, run_demo
 
+    # the sizes not given keep DemoConfig's defaults
+    sizes = {name: getattr(args, name) for name in (
+        "workers", "eval_samples", "open_loop_samples", "open_loop_k", "closed_loop_episodes")}
     run_demo(DemoConfig(out=Path(args.out), scale=args.scale, episodes=args.episodes,
                         grpo_steps=args.grpo_steps, stage1_steps=args.stage1_steps,
-                        stage2_steps=args.stage2_steps, train_threads=args.train_threads))
+                        stage2_steps=args.stage2_steps, train_threads=args.train_threads,
+                        **{k: v for k, v in sizes.items() if v is not None}))
     return 0
 
 
@@ -186,12 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve a model with vLLM's OpenAI-compatible server")
     p.add_argument("--model", required=True, help="a saved model directory")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--config", default=None, metavar="NAME|FILE",
+                   help="a serving config: cpu, gpu (one GPU), tp2 (tensor-parallel over two "
+                        "GPUs) from serve/*.yaml, or a YAML file (default: gpu where torch sees "
+                        "a GPU, else cpu); the flags below override its settings")
+    p.add_argument("--host", default=None, help="default: the config's (127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="default: the config's (8000)")
     p.add_argument("--name", default=None, help="served model name (default: directory name)")
     p.add_argument("--api-key", default=None)
-    p.add_argument("--images-per-prompt", type=int, default=6, help="cameras x frames")
-    p.add_argument("--max-model-len", type=int, default=4096)
+    p.add_argument("--images-per-prompt", type=int, default=None,
+                   help="cameras x frames (default: the config's, 6)")
+    p.add_argument("--max-model-len", type=int, default=None,
+                   help="default: the config's (4096)")
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
                    help="a LoRA adapter to serve under NAME (repeatable); runtime loading "
                         "through /v1/load_lora_adapter is enabled")
@@ -202,13 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_parser(sub)
 
-    # -- trajectory tokenizers (vla/trajectory) --
-    from vla.trajectory.cli import add_tokenizer_parser
-    add_tokenizer_parser(sub)
-    # -- end trajectory tokenizers --
+    from vla.analysis.cli import add_codec_parser
+
+    add_codec_parser(sub)
 
     p = sub.add_parser("rollout", help="batched rollouts over a data set through vLLM")
-    p.add_argument("--endpoint", required=True, help="e.g. http://127.0.0.1:8000")
+    p.add_argument("--endpoint", required=True,
+                   help="the server URL `vla serve` prints, e.g. http://127.0.0.1:8000/v1 "
+                        "(with or without /v1)")
     p.add_argument("--model-dir", required=True,
                    help="the served model's directory (tokenizer and trajectory codec)")
     p.add_argument("--data", required=True)
@@ -248,6 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stage-2 steps (default: train/configs/<scale>_stage2.yaml)")
     p.add_argument("--train-threads", type=int, default=2,
                    help="torch threads for stages 1 and 2 (nothing else runs beside them)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for the data build and the closed loop (default: 2)")
+    p.add_argument("--eval-samples", type=int, default=None,
+                   help="test samples of the stage-2 validation (default: 102)")
+    p.add_argument("--open-loop-samples", type=int, default=None,
+                   help="test samples of the open-loop evaluation (default: 102)")
+    p.add_argument("--open-loop-k", type=int, default=None,
+                   help="samples averaged for the open loop's mean-of-k ADE (default: 2)")
+    p.add_argument("--closed-loop-episodes", type=int, default=None,
+                   help="closed-loop episodes (default: the whole eval/scenarios/demo.yaml)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -30,6 +30,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -38,14 +39,13 @@ from vla.data.build import BuildConfig, build_dataset, is_complete, load_dataset
 from vla.jsonfile import read_json, write_json
 from vla.model.build import init_model, is_saved_model
 from vla.model.presets import get_preset
+from vla.resources import resource_dir, resource_path
 
 LOGPROB_TOLERANCE = 1e-3
 CLOSED_LOOP_KEYS = ("episodes", "collision_rate", "collision_rate_ci95", "off_road_rate",
                     "off_road_rate_ci95", "pdms_like", "pdms_like_ci95", "progress",
                     "decision_accuracy_lon", "decision_accuracy_lat", "vs_damped_prior")
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "eval" / "scenarios" / "demo.yaml"
-STAGE_CONFIGS = ROOT / "train" / "configs"
+SCENARIOS = "eval/scenarios/demo.yaml"  # the closed-loop scenario set (packaged: vla.resources)
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ class DemoConfig:
         if self.episodes < 3:
             raise ValueError(f"episodes must be >= 3, got {self.episodes}")
         optional = ("stage1_steps", "stage2_steps", "closed_loop_episodes")
-        for name in ("grpo_steps", "eval_samples", "open_loop_samples", "closed_loop_episodes",
-                     "train_threads", *optional):
+        for name in ("grpo_steps", "eval_samples", "open_loop_samples", "open_loop_k",
+                     "workers", "train_threads", *optional):
             value = getattr(self, name)
             if not (value is None and name in optional) and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -109,14 +109,19 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+def _stage_file(name: str, scale: str) -> Path:
+    """The packaged ``train/configs/<scale>_<name>.yaml``; a preset without its own settings
+    trains with the tiny ones."""
+    configs = resource_dir("train/configs")
+    path = configs / f"{scale}_{name}.yaml"
+    return path if path.is_file() else configs / f"tiny_{name}.yaml"
+
+
 def _stage_config(name: str, scale: str, **paths):
     from vla.training.config import load_run_config
 
     overrides = [f"{k}={v}" for k, v in paths.items()]
-    path = STAGE_CONFIGS / f"{scale}_{name}.yaml"
-    if not path.is_file():  # a preset without its own settings trains with the tiny ones
-        path = STAGE_CONFIGS / f"tiny_{name}.yaml"
-    return load_run_config(path, overrides)
+    return load_run_config(_stage_file(name, scale), overrides)
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
@@ -185,10 +190,11 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
         for stage in ("serve", "grpo", "open_loop", "closed_loop"):
             stages.finish(stage, time.perf_counter(), "reused", built=False)
     else:
-        grpo_result, open_loop, closed_loop = _served_stages(
-            config, stages, console, dataset, data_meta, base, Path(s2["final"]), data_dir,
-            grpo_dir, eval_dir, traces, grpo_result if grpo_done else None, open_loop,
-            closed_loop)
+        grpo_result, open_loop, closed_loop = _served_stages(config, stages, console, ServedInputs(
+            dataset=dataset, data_meta=data_meta, data_dir=data_dir, base=base,
+            sft_adapter=Path(s2["final"]), grpo_dir=grpo_dir, eval_dir=eval_dir, traces=traces,
+            grpo_result=grpo_result if grpo_done else None, open_loop=open_loop,
+            closed_loop=closed_loop))
     policy = open_loop["model"]  # the GRPO policy's greedy output through the endpoint
 
     start = time.perf_counter()
@@ -236,28 +242,50 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
         "report": str(report),
     })
     write_json(out / "summary.json", summary)
+    from vla.demo_report import render_report
+
+    (out / "report.md").write_text(render_report(summary))  # the results table as Markdown
     _print_summary(console, summary)
     return summary
 
 
-def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapter, data_dir,
-                   grpo_dir, eval_dir, traces, grpo_result, open_loop, closed_loop):
+@dataclass(frozen=True)
+class ServedInputs:
+    """What the served stages start from, and the results of them an earlier run left (None:
+    the stage runs)."""
+
+    dataset: Any  # the data set (DatasetDict)
+    data_meta: dict  # its metadata (vla_data.json)
+    data_dir: Path
+    base: Path  # the stage-1 model the server serves
+    sft_adapter: Path  # the stage-2 LoRA adapter GRPO starts from
+    grpo_dir: Path
+    eval_dir: Path
+    traces: Path
+    grpo_result: dict | None = None
+    open_loop: dict | None = None
+    closed_loop: dict | None = None
+
+
+def _served_stages(config: DemoConfig, stages: _Stages, console: Console, inputs: ServedInputs):
     """serve → grpo → open loop → closed loop, on one vLLM server with LoRA enabled."""
     from vla.evaluation.closed_loop import (
         ClosedLoopConfig,
-        ConstantVelocityPlanner,
-        DampedPriorPlanner,
-        ExpertTrackedPlanner,
-        ModelPlanner,
-        endpoint_generator,
         evaluate_closed_loop,
+        make_planner,
+        model_planner,
     )
-    from vla.evaluation.open_loop import endpoint_decider, evaluate_open_loop
+    from vla.evaluation.open_loop import evaluate_open_loop
     from vla.evaluation.scenarios import load_scenario_set
     from vla.rl.grpo import GRPOConfig, run_grpo, swap_adapter
-    from vla.serving.client import VLAClient
+    from vla.serving.client import EndpointPolicy, VLAClient
+    from vla.serving.parity import hf_forward, query_server, synthetic_camera_images
     from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
-    from vla.stack_check import hf_forward, query_server, synthetic_camera_images
+
+    dataset, data_meta, data_dir = inputs.dataset, inputs.data_meta, inputs.data_dir
+    base, sft_adapter = inputs.base, inputs.sft_adapter
+    grpo_dir, eval_dir, traces = inputs.grpo_dir, inputs.eval_dir, inputs.traces
+    grpo_result, open_loop, closed_loop = inputs.grpo_result, inputs.open_loop, inputs.closed_loop
 
     start = time.perf_counter()
     per_prompt = len(data_meta["cameras"]) * data_meta["frames"]
@@ -302,10 +330,10 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
 
             test = dataset["test"]
             samples = stratified_subset(test, config.open_loop_samples)
-            from vla.reference import reference_policies
+            from vla.reference import blind_policies
 
-            open_loop = evaluate_open_loop(endpoint_decider(client), samples, 10.0,
-                                           references=reference_policies(dataset["train"]),
+            open_loop = evaluate_open_loop(EndpointPolicy(client), samples, 10.0,
+                                           references=blind_policies(dataset["train"]),
                                            k=config.open_loop_k, shortcut=False,
                                            concurrency=8,
                                            temperature=config.open_loop_temperature)
@@ -321,9 +349,10 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
         if closed_loop_built:
             trace_path = traces / "closed_loop.jsonl"
             trace_path.unlink(missing_ok=True)
-            cl_config = ClosedLoopConfig(load_scenario_set(SCENARIOS), gif=True)
-            planners = [ModelPlanner(endpoint_generator(client)), DampedPriorPlanner(),
-                        ExpertTrackedPlanner(), ConstantVelocityPlanner()]
+            cl_config = ClosedLoopConfig(load_scenario_set(resource_path(SCENARIOS)), gif=True)
+            planners = [model_planner(EndpointPolicy(client))] + [
+                make_planner(name) for name in ("damped-prior", "expert-tracked",
+                                                "constant-velocity")]
             closed_loop = evaluate_closed_loop(planners, cl_config, config.closed_loop_episodes,
                                                workers=config.workers,
                                                seed=0, trace_path=trace_path)
@@ -337,10 +366,7 @@ def _served_stages(config, stages, console, dataset, data_meta, base, sft_adapte
 def _grpo_settings(scale: str) -> dict:
     import yaml
 
-    path = STAGE_CONFIGS / f"{scale}_grpo.yaml"
-    if not path.is_file():
-        path = STAGE_CONFIGS / "tiny_grpo.yaml"
-    values = yaml.safe_load(path.read_text())
+    values = yaml.safe_load(_stage_file("grpo", scale).read_text())
     return {k: v for k, v in values.items()
             if k not in ("base", "adapter", "data", "out", "steps", "server_url",
                          "eval_samples")}

@@ -35,7 +35,10 @@ class PolicyOutput:
     policy that writes only a trajectory); ``error`` the
     :class:`vla.model.parser.ParseError` of an unparsable text; ``trajectory`` the plan
     ``(T, 3)`` in metres in the ego frame at t0 (the decision's, or a kinematic policy's
-    own; None when there is none).
+    own; None when there is none). ``prompt_tokens`` / ``completion_tokens`` and
+    ``token_ids`` (the completion's) are those of a model's output (0 / empty otherwise);
+    ``seconds`` its generation time; ``margins`` the top-1 minus top-2 logit at each step
+    when the transformers engine was asked for them (None otherwise).
     """
 
     text: str | None = None
@@ -46,6 +49,7 @@ class PolicyOutput:
     completion_tokens: int = 0
     token_ids: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    margins: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.trajectory is None and self.decision is not None:

@@ -1,36 +1,44 @@
-"""``vla predict``: one sample through transformers generation under the output grammar."""
+"""``vla predict``: one sample through a model policy (transformers, under the output grammar
+unless asked otherwise), as a ``predict`` trace record."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from vla import traces
 from vla.data.build import load_dataset_dir
-from vla.model.generate import generate_decision
-from vla.model.loading import load_model_dir
-from vla.traces import append_trace, decision_fields
+from vla.policy import one
 
 
-def predict_record(model_dir, data_dir, index: int, split: str = "test",
-                   constrained: bool = True, trace_path: str | Path | None = None) -> dict:
+def load_sample(data_dir, index: int, split: str = "test") -> dict:
+    """Row ``index`` of ``split``, or an error naming the splits / the range."""
     dataset, _meta = load_dataset_dir(data_dir)
     if split not in dataset:
         raise ValueError(f"unknown split {split!r}; the data set has {list(dataset)}")
     if not 0 <= index < len(dataset[split]):
         raise IndexError(f"index {index} out of range: split {split!r} has "
                          f"{len(dataset[split])} samples")
-    sample = dataset[split][index]
-    loaded = load_model_dir(model_dir)
-    gen = generate_decision(loaded, sample, constrained=constrained)
-    record = {
-        "kind": "predict",
-        "sample_id": sample["sample_id"],
-        "model": str(model_dir),
-        **decision_fields(gen.text, gen.decision, gen.error, sample),
-        "label": {"longitudinal": sample["decision_lon"], "lateral": sample["decision_lat"],
-                  "reasoning": sample["reasoning"]},
-        "tokens": {"prompt": gen.prompt_tokens, "completion": gen.completion_tokens},
-        "seconds": round(gen.seconds, 3),
-    }
+    return dataset[split][index]
+
+
+def predict(policy, sample: dict, model: str | None = None,
+            trace_path: str | Path | None = None) -> dict:
+    """The greedy decision of ``policy`` (a :class:`vla.policy.Policy`) on ``sample`` as a
+    ``predict`` trace record (its JSON), appended to ``trace_path`` when given; ``model``
+    names the model in the record (default: the policy's name)."""
+    record = traces.predict_record(one(policy, sample), sample,
+                                   model or policy.name).to_json()
     if trace_path is not None:
-        append_trace(trace_path, record)
+        traces.append_trace(trace_path, record)
     return record
+
+
+def predict_record(model_dir, data_dir, index: int, split: str = "test",
+                      constrained: bool = True, trace_path: str | Path | None = None,
+                      adapter: str | Path | None = None) -> dict:
+    """``vla predict``: load the sample and the model (transformers) and :func:`predict`."""
+    from vla.policy_factory import make_policy
+
+    sample = load_sample(data_dir, index, split)
+    policy = make_policy(model_dir=model_dir, adapter=adapter, constrained=constrained)
+    return predict(policy, sample, str(model_dir), trace_path)

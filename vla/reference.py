@@ -21,6 +21,7 @@ that every metric and reward applies to it unchanged:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from vla.data.labels import LAT_PHRASE, LON_PHRASE
 from vla.meta_action import LATERAL, LONGITUDINAL, MetaAction, derive_meta_action
 from vla.model.parser import Decision
 from vla.policy import PolicyOutput, check_request
-from vla.trajectory.baselines import constant_velocity, damped_acceleration
+from vla.trajectory.baselines import BASELINES, constant_velocity, damped_acceleration
 from vla.trajectory.types import TrajectorySpec, ego_state_of
 
 FIXED_SENTENCE = ("The lead car ahead is braking and a stopped vehicle is in our lane, a car on "
@@ -110,7 +111,7 @@ class BlindLearner:
     def __init__(self, train, max_iter: int = 100, seed: int = 0):
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-        from vla.trajectory.predictability import prompt_features
+        from vla.model.prompt_features import prompt_features
 
         self.commands = sorted(set(train["command"]))
         x = prompt_features(train, self.commands, with_decisions=False)
@@ -137,7 +138,7 @@ class BlindLearner:
         return model if isinstance(model, str) else classes[int(model.predict(x)[0])]
 
     def __call__(self, sample: dict) -> Decision:
-        from vla.trajectory.predictability import prompt_features
+        from vla.model.prompt_features import prompt_features
 
         row = {k: sample[k] for k in ("history", "ego_speed", "ego_accel", "ego_yaw_rate",
                                       "command")}
@@ -189,6 +190,18 @@ class TrajectoryPolicy:
     def __init__(self, name: str, plan: Callable[[dict], np.ndarray]):
         self.name, self.plan = name, plan
 
+    @property
+    def runs_in_workers(self) -> bool:
+        """Its plan pickles (a module-level function, or a partial of one), so it can run in
+        a worker process."""
+        import pickle
+
+        try:
+            pickle.dumps(self.plan)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            return False
+        return True
+
     def decide(self, samples, n: int = 1, temperature: float = 0.0) -> list[PolicyOutput]:
         check_request(samples, n, 1.0 if n > 1 else temperature)
         return [PolicyOutput(trajectory=np.asarray(self.plan(s), float))
@@ -221,3 +234,19 @@ def kinematic_policies() -> dict[str, TrajectoryPolicy]:
 def blind_policies(train=None) -> dict[str, DecisionPolicy]:
     """:func:`reference_policies` as :class:`vla.policy.Policy` objects."""
     return {name: DecisionPolicy(name, fn) for name, fn in reference_policies(train).items()}
+
+
+def _baseline_plan(planner: Callable, sample: dict) -> np.ndarray:
+    return planner(ego_state_of(sample), _spec(sample))
+
+
+def trajectory_baselines(expert: bool = True) -> dict[str, TrajectoryPolicy]:
+    """The kinematic baselines of :data:`vla.trajectory.baselines.BASELINES` under their names
+    there (``constant-velocity``, ``constant-acceleration``, ``damped-acceleration``) and, with
+    ``expert``, the expert's future: the trajectory rows of the open-loop and validation
+    tables."""
+    policies = {name: TrajectoryPolicy(name, partial(_baseline_plan, planner))
+                for name, planner in BASELINES.items()}
+    if expert:
+        policies["expert"] = TrajectoryPolicy("expert", expert_plan)
+    return policies

@@ -1,5 +1,6 @@
 """Find the data files vla ships: prompt templates, data recipes, serving configs, scenario
-sets, training and accelerate configs.
+sets and training run configs. (The ``accelerate launch`` configs in ``train/accelerate/`` are
+read by ``accelerate`` from the checkout, not by the library.)
 
 The files live in top-level folders of the checkout, named by their path there
 (``"prompts/system.txt"``, ``"eval/scenarios/demo.yaml"``). pyproject.toml installs each
@@ -21,7 +22,6 @@ ASSET_PACKAGES = {
     "serve": "vla.assets.serve",
     "eval/scenarios": "vla.assets.scenarios",
     "train/configs": "vla.assets.train_configs",
-    "train/accelerate": "vla.assets.accelerate",
 }
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -1,7 +1,7 @@
 """The data files vla reads, installed as packages: prompt templates, data recipes, serving
-configs, scenario sets, training and accelerate configs.
+configs, scenario sets and training run configs.
 
 Each subpackage is a top-level folder of the checkout (``prompts/``, ``data_recipes/``,
-``serve/``, ``eval/scenarios/``, ``train/configs/``, ``train/accelerate/``) that
+``serve/``, ``eval/scenarios/``, ``train/configs/``) that
 pyproject.toml maps here; read them through :mod:`vla.resources`.
 """

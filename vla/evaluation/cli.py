@@ -20,11 +20,13 @@ def add_parser(sub) -> None:
                                             "beside constant velocity / acceleration / expert")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a vla model directory (transformers)")
-    src.add_argument("--endpoint", help="URL of a vLLM server of a vla model")
+    src.add_argument("--endpoint", help="URL of a vLLM server of a vla model, as `vla serve` "
+                                        "prints it (with or without /v1)")
     p.add_argument("--adapter", help="with --model: a LoRA adapter to merge")
     p.add_argument("--model-dir", help="with --endpoint: the served model's directory "
                                        "(grammar and codec)")
-    p.add_argument("--served-name", default=None, help="with --endpoint: model name to ask for")
+    p.add_argument("--served-name", default=None, help="with --endpoint: model name to ask for "
+                                                       "(default: the first the server lists)")
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--k", type=int, default=6,
@@ -47,16 +49,19 @@ def add_parser(sub) -> None:
     src = c.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a vla model directory (transformers; drives in this "
                                      "process, whatever --workers)")
-    src.add_argument("--endpoint", help="URL of a vLLM server of a vla model")
+    src.add_argument("--endpoint", help="URL of a vLLM server of a vla model, as `vla serve` "
+                                        "prints it (with or without /v1)")
     src.add_argument("--planner", choices=CLOSED_LOOP_PLANNERS,
                      help="a built-in planner: the expert (IDM + MOBIL) driving itself, the "
                           "expert's own future through the tracker, the damped-acceleration "
                           "prior or constant velocity")
     c.add_argument("--adapter", help="with --model: a LoRA adapter to merge")
     c.add_argument("--model-dir", help="with --endpoint: the served model's directory")
-    c.add_argument("--served-name", default=None, help="with --endpoint: model name to ask for")
-    c.add_argument("--scenarios", required=True, help="a scenario set (YAML), e.g. "
-                                                      "eval/scenarios/demo.yaml")
+    c.add_argument("--served-name", default=None, help="with --endpoint: model name to ask for "
+                                                       "(default: the first the server lists)")
+    c.add_argument("--scenarios", required=True, metavar="NAME|FILE",
+                   help="a packaged scenario set (demo, benchmark, mixed: eval/scenarios/*.yaml) "
+                        "or a YAML file")
     c.add_argument("--episodes", type=int, default=None,
                    help="episodes (default: the whole set, its episodes_per_scenario of each "
                         "entry)")
@@ -74,12 +79,31 @@ def add_parser(sub) -> None:
     c.set_defaults(func=run_closed_loop)
 
 
+def model_policy(args: argparse.Namespace, command: str, **settings):
+    """The model policy of ``--model [--adapter]`` or ``--endpoint --model-dir
+    [--served-name]`` (:func:`vla.policy_factory.make_policy`); a wrong endpoint or a missing
+    option is one line naming ``command``."""
+    from vla.policy_factory import make_policy
+    from vla.serving.urls import ServerUnreachable
+
+    if args.endpoint and not args.model_dir:
+        raise SystemExit(f"{command}: --endpoint needs --model-dir (the served model's "
+                         f"directory)")
+    try:
+        if args.model:
+            return make_policy(model_dir=args.model, adapter=args.adapter, **settings)
+        return make_policy(model_dir=args.model_dir, endpoint=args.endpoint,
+                           served_model=args.served_name, **settings)
+    except (ServerUnreachable, ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"{command}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from vla.data.build import load_dataset_dir
     from vla.data.subsets import stratified_subset, subset_record
-    from vla.evaluation.open_loop import endpoint_decider, evaluate_open_loop, transformers_decider
+    from vla.evaluation.open_loop import evaluate_open_loop
     from vla.model.expected_entry import entry_features_of
-    from vla.model.loading import load_model_dir
+    from vla.reference import blind_policies
 
     dataset, _ = load_dataset_dir(args.data)
     if args.split not in dataset:
@@ -87,30 +111,18 @@ def run(args: argparse.Namespace) -> int:
     split = dataset[args.split]
     samples, indices = stratified_subset(split, args.limit or None, args.seed,
                                          return_indices=True)
-    if args.model:
-        loaded = load_model_dir(args.model, adapter=args.adapter)
-        decide, codec = transformers_decider(
-            loaded, trajectory_decoding=args.trajectory_decoding), loaded.codec
-    else:
-        if not args.model_dir:
-            raise SystemExit("--endpoint needs --model-dir (the served model's directory)")
-        from vla.serving.client import VLAClient
-
-        name = args.served_name or args.model_dir
-        client = VLAClient.for_model_dir(args.endpoint, name, args.model_dir)
-        decide, codec = endpoint_decider(client, args.trajectory_decoding), client.codec
+    policy = model_policy(args, "vla eval open-loop",
+                          trajectory_decoding=args.trajectory_decoding)
     if args.trajectory_decoding == "expected":
         try:
-            entry_features_of(codec)
+            entry_features_of(policy.codec)
         except ValueError as exc:
             raise SystemExit(f"--trajectory-decoding expected: {exc}") from None
     concurrency = args.concurrency or (8 if args.endpoint else 1)
-    from vla.reference import reference_policies
-
-    result = evaluate_open_loop(decide, samples, codec.spec.hz, k=args.k,
+    result = evaluate_open_loop(policy, samples, policy.codec.spec.hz, k=args.k,
                                 shortcut=not args.no_shortcut, progress=not args.json,
                                 concurrency=concurrency, temperature=args.temperature,
-                                references=reference_policies(dataset.get("train")))
+                                references=blind_policies(dataset.get("train")))
     result["subset"] = {"split": args.split, **subset_record(indices, args.seed, len(split))}
     if args.json:
         print(json.dumps(result))
@@ -152,19 +164,8 @@ def closed_loop_planners(args: argparse.Namespace) -> list:
     from vla.evaluation import closed_loop as cl
 
     planners = []
-    if args.model:
-        from vla.model.loading import load_model_dir
-
-        planners.append(cl.ModelPlanner(cl.transformers_generator(
-            load_model_dir(args.model, adapter=args.adapter))))
-    elif args.endpoint:
-        if not args.model_dir:
-            raise SystemExit("--endpoint needs --model-dir (the served model's directory)")
-        from vla.serving.client import VLAClient
-
-        client = VLAClient.for_model_dir(args.endpoint, args.served_name or args.model_dir,
-                                         args.model_dir)
-        planners.append(cl.ModelPlanner(cl.endpoint_generator(client)))
+    if args.model or args.endpoint:
+        planners.append(cl.model_planner(model_policy(args, "vla eval closed-loop")))
     elif args.planner != "expert":  # the expert always drives
         planners.append(cl.make_planner(args.planner))
     if args.baselines:
@@ -174,9 +175,9 @@ def closed_loop_planners(args: argparse.Namespace) -> list:
 
 
 def run_closed_loop(args: argparse.Namespace) -> int:
-    from vla.data.samples import SampleConfig
     from vla.evaluation.closed_loop import ClosedLoopConfig, evaluate_closed_loop
     from vla.evaluation.scenarios import load_scenario_set
+    from vla.sim.observation import SampleConfig
 
     if args.workers < 1:
         raise SystemExit("vla eval closed-loop: --workers must be >= 1")

@@ -16,9 +16,12 @@ distribution, where the greedy trajectory is its mode per token; a lower tempera
 sharpens an undertrained model's distribution before averaging. Its text is not one of the
 samples', so it has no decision metrics.
 
-Reference rows in the same table: the blind policies (:mod:`vla.reference`: decisions with
-the same metrics as the model's), constant velocity, constant acceleration, the damped prior and
-the expert (the logged future, i.e. the simulator's driver). The ego-shortcut diagnostic re-runs
+The model is any :class:`vla.policy.Policy` (transformers or an endpoint, built by
+:func:`vla.policy_factory.make_policy`). Reference rows in the same table, through the same
+protocol: the blind policies (:func:`vla.reference.blind_policies`: decisions with the same
+metrics as the model's) and the trajectory baselines (:func:`vla.reference.trajectory_baselines`:
+constant velocity, constant acceleration, the damped prior and the expert, i.e. the logged
+future: the simulator's driver). The ego-shortcut diagnostic re-runs
 the greedy output with the ego history removed (every row set to the current pose and speed),
 perturbed (Gaussian noise, 1 m / 1 m/s) and with the navigation command swapped, and reports
 the change.
@@ -27,12 +30,12 @@ the change.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from vla.metrics import decision_metrics, trajectory_metrics
-from vla.trajectory.baselines import BASELINES
-from vla.trajectory.types import ego_state_of
+from vla.policy import PolicyOutput
 
 COMMANDS = ("follow_road", "go_straight", "turn_left", "turn_right")
 
@@ -69,14 +72,39 @@ def decision_row(decision, sample: dict, hz: float) -> dict:
     return row
 
 
-def _sample_rows(decide, sample, hz: float, k: int, shortcut: bool, rng: np.random.Generator,
-                 temperature: float) -> tuple[dict, dict, dict, dict | None]:
+def greedy_outputs(policy, samples: Sequence[dict], concurrency: int = 1, progress: bool = True,
+                   desc: str = "open loop",
+                   on_output: Callable[[int, dict, PolicyOutput], None] | None = None,
+                   ) -> list[PolicyOutput]:
+    """The policy's greedy output on each sample, in order; ``concurrency`` samples at once in
+    threads (for an endpoint, whose server batches them; results do not depend on it).
+    ``on_output(index, sample, output)`` is called as each one arrives (e.g. to append a
+    trace record), from the calling thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    samples = list(samples)
+    out: list[PolicyOutput | None] = [None] * len(samples)
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        answers = pool.map(lambda s: policy.decide([s], 1, 0.0)[0], samples)
+        for i, output in enumerate(tqdm(answers, total=len(samples), desc=desc,
+                                        disable=not progress, leave=False)):
+            out[i] = output
+            if on_output is not None:
+                on_output(i, samples[i], output)
+    return out
+
+
+def _sample_rows(policy, sample, hz: float, k: int, shortcut: bool, rng: np.random.Generator,
+                 temperature: float, baselines: dict) -> tuple[dict, dict, dict, dict | None]:
     """The model's row, the baselines' rows, the shortcut rows and the mean-of-k row of one
     sample."""
-    row = decision_row(decide(sample, 1, 0.0)[0], sample, hz)
+    row = decision_row(policy.decide([sample], 1, 0.0)[0].decision, sample, hz)
     mean_row = None
     if k > 0:
-        samples_k = [d for d in decide(sample, k, temperature) if d is not None]
+        samples_k = [o.decision for o in policy.decide([sample], k, temperature)
+                     if o.decision is not None]
         if samples_k:
             gt = np.asarray(sample["future"], float)
             row[f"min_ade_{k}"] = float(min(
@@ -84,28 +112,27 @@ def _sample_rows(decide, sample, hz: float, k: int, shortcut: bool, rng: np.rand
                 for d in samples_k))
             mean = np.mean([d.trajectory for d in samples_k], axis=0)
             mean_row = {"parsed": len(samples_k) / k, **trajectory_metrics(mean, sample, hz)}
-    ego = ego_state_of(sample)
-    base = {name: trajectory_metrics(planner(ego), sample, hz)
-            for name, planner in BASELINES.items()}
-    base["expert"] = trajectory_metrics(np.asarray(sample["future"]), sample, hz)
+    base = {name: trajectory_metrics(baseline.decide([sample])[0].trajectory, sample, hz)
+            for name, baseline in baselines.items()}
     short = {}
     if shortcut:
         for name, variant in (("history_removed", without_history(sample)),
                               ("history_perturbed", perturbed_history(sample, rng)),
                               ("command_swapped", swapped_command(sample))):
-            short[name] = decision_row(decide(variant, 1, 0.0)[0], sample, hz)
+            short[name] = decision_row(policy.decide([variant], 1, 0.0)[0].decision, sample, hz)
     return row, base, short, mean_row
 
 
-def evaluate_open_loop(decide, samples, hz: float, k: int = 6,
+def evaluate_open_loop(policy, samples, hz: float, k: int = 6,
                        shortcut: bool = True, seed: int = 0, progress: bool = True,
                        concurrency: int = 1, temperature: float = 1.0,
                        references: dict | None = None) -> dict:
-    """``decide(sample, n, temperature)`` returns n Decisions (None for an unparsable one).
+    """Open-loop evaluation of ``policy`` (a :class:`vla.policy.Policy`) on ``samples``.
 
-    ``references`` (name → ``sample -> Decision``; default the blind rows of
-    :func:`vla.reference.reference_policies` without the learned one) are scored with the
-    same metrics on the same samples (``out["references"]``).
+    ``references`` (name → Policy; default :func:`vla.reference.blind_policies` without the
+    learned one) are scored with the same metrics on the same samples
+    (``out["references"]``); the trajectory baselines (``out["baselines"]``) are
+    :func:`vla.reference.trajectory_baselines`.
 
     With ``concurrency`` > 1, that many samples are evaluated at once in threads (for an
     endpoint, whose server batches the requests); results do not depend on it.
@@ -114,16 +141,19 @@ def evaluate_open_loop(decide, samples, hz: float, k: int = 6,
 
     from tqdm import tqdm
 
+    from vla.reference import blind_policies, trajectory_baselines
+
     samples = list(samples)
+    baselines = trajectory_baselines()
     rngs = [np.random.default_rng([seed, i]) for i in range(len(samples))]
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        results = list(tqdm(pool.map(lambda i: _sample_rows(decide, samples[i], hz, k, shortcut,
-                                                            rngs[i], temperature),
+        results = list(tqdm(pool.map(lambda i: _sample_rows(policy, samples[i], hz, k, shortcut,
+                                                            rngs[i], temperature, baselines),
                                      range(len(samples))),
                             total=len(samples), desc="open loop", disable=not progress,
                             leave=False))
     rows, mean_rows, per_scenario = [], [], {}
-    base_rows = {name: [] for name in (*BASELINES, "expert")}
+    base_rows = {name: [] for name in baselines}
     shortcut_rows = {"history_removed": [], "history_perturbed": [], "command_swapped": []}
     for sample, (row, base, short, mean_row) in zip(samples, results, strict=True):
         rows.append(row)
@@ -134,13 +164,12 @@ def evaluate_open_loop(decide, samples, hz: float, k: int = 6,
             base_rows[name].append(metrics)
         for name, metrics in short.items():
             shortcut_rows[name].append(metrics)
-    from vla.reference import reference_policies
-
-    policies = reference_policies() if references is None else references
+    policies = blind_policies() if references is None else references
     model = _mean(rows)
     out = {"samples": len(rows), "model": model, "k": k, "temperature": temperature,
-           "references": {name: _mean([decision_row(policy(s), s, hz) for s in samples])
-                          for name, policy in policies.items()},
+           "references": {name: _mean([decision_row(o.decision, s, hz) for s, o in
+                                       zip(samples, ref.decide(samples), strict=True)])
+                          for name, ref in policies.items()},
            "baselines": {name: _mean(r) for name, r in base_rows.items()},
            "per_scenario": {s: {"samples": len(r), **_mean(r)}
                             for s, r in sorted(per_scenario.items())}}
@@ -153,31 +182,3 @@ def evaluate_open_loop(decide, samples, hz: float, k: int = 6,
             out["shortcut"][name] = {**m, "delta_ade": round(m.get("ade", np.nan)
                                                              - model.get("ade", np.nan), 4)}
     return out
-
-
-def transformers_decider(loaded, max_reasoning_tokens: int = 96,
-                         trajectory_decoding: str = "greedy"):
-    """Decisions from transformers; the greedy one with ``trajectory_decoding``."""
-    from vla.model.generate import generate_decision
-
-    def decide(sample, n, temperature):
-        if temperature == 0.0:
-            return [generate_decision(loaded, sample, max_reasoning_tokens=max_reasoning_tokens,
-                                      trajectory_decoding=trajectory_decoding).decision]
-        return [generate_decision(loaded, sample, do_sample=True, temperature=temperature,
-                                  seed=i, max_reasoning_tokens=max_reasoning_tokens).decision
-                for i in range(n)]
-    return decide
-
-
-def endpoint_decider(client, trajectory_decoding: str = "greedy"):
-    """Decisions from a vLLM endpoint; the greedy one with ``trajectory_decoding``.
-
-    Requests carry no seed: vLLM 0.32's CPU worker fails ("CPU Generator does not use
-    offset") when a seeded request is in a batch whose prefill is split into chunks, which
-    several concurrent multi-image prompts cause."""
-    def decide(sample, n, temperature):
-        extra = {"trajectory_decoding": trajectory_decoding} if temperature == 0.0 else {}
-        result = client.decide_sync(sample, n=n, temperature=temperature, **extra)
-        return [c.decision for c in result.completions]
-    return decide

@@ -1,9 +1,13 @@
-"""transformers generation under the output grammar, parsed into a Decision."""
+"""transformers generation under the output grammar, parsed into a Decision.
+
+:func:`generate_decision` is the engine (one output for one sample);
+:class:`TransformersPolicy` is the :class:`vla.policy.Policy` over it that every caller uses.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from vla.model.constraints import GrammarLogitsProcessor, OutputGrammar
 from vla.model.expected_entry import (
@@ -12,21 +16,10 @@ from vla.model.expected_entry import (
     entry_features_of,
 )
 from vla.model.loading import LoadedModel
-from vla.model.parser import Decision, ParseError, parse_output
+from vla.model.parser import ParseError, parse_output
 from vla.model.prompting import chat_prompt
+from vla.policy import PolicyOutput, check_request
 from vla.trajectory.types import ego_state_of
-
-
-@dataclass
-class Generation:
-    text: str
-    decision: Decision | None
-    error: ParseError | None
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    token_ids: list[int]
-    margins: list[float] | None = None  # top-1 minus top-2 logit at each step, if asked
 
 
 def grammar_for(loaded: LoadedModel, max_reasoning_tokens: int = 96) -> OutputGrammar:
@@ -45,7 +38,7 @@ def prompt_inputs(processor, sample: dict):
 def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = True,
                       do_sample: bool = False, temperature: float = 1.0, seed: int = 0,
                       max_reasoning_tokens: int = 96, with_margins: bool = False,
-                      trajectory_decoding: str = "greedy") -> Generation:
+                      trajectory_decoding: str = "greedy") -> PolicyOutput:
     """Generate one output for ``sample`` and parse it (the error is kept, not raised).
 
     ``trajectory_decoding="expected"`` writes each trajectory token as the codebook entry
@@ -90,4 +83,52 @@ def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = Tru
         error = None
     except ParseError as exc:
         decision, error = None, exc
-    return Generation(text, decision, error, prompt_len, len(new), seconds, new, margins)
+    return PolicyOutput(text=text, decision=decision, error=error, prompt_tokens=prompt_len,
+                        completion_tokens=len(new), token_ids=new, seconds=seconds,
+                        margins=margins)
+
+
+class TransformersPolicy:
+    """A vla model through transformers (:func:`generate_decision`), as a
+    :class:`vla.policy.Policy`.
+
+    Greedy (``temperature == 0``): one output, its trajectory tokens chosen by
+    ``trajectory_decoding``. Sampled: the ``j``-th of a sample's ``n`` outputs is drawn with
+    the torch seed ``seed + j`` (so a sample's outputs do not depend on the other samples of
+    the call), its trajectory tokens sampled like the rest. ``constrained=False`` drops the
+    output grammar (for debugging). Samples are generated one after another.
+    """
+
+    def __init__(self, loaded: LoadedModel, name: str | None = None,
+                 max_reasoning_tokens: int = 96, trajectory_decoding: str = "greedy",
+                 constrained: bool = True, seed: int = 0):
+        check_trajectory_decoding(trajectory_decoding, greedy=True, constrained=constrained)
+        if max_reasoning_tokens < 1:
+            raise ValueError(f"max_reasoning_tokens must be >= 1, got {max_reasoning_tokens}")
+        self.loaded = loaded
+        self.name = name or str(loaded.path)
+        self.max_reasoning_tokens = max_reasoning_tokens
+        self.trajectory_decoding = trajectory_decoding
+        self.constrained = constrained
+        self.seed = seed
+
+    @property
+    def codec(self):
+        return self.loaded.codec
+
+    def decide(self, samples: Sequence[dict], n: int = 1,
+               temperature: float = 0.0) -> list[PolicyOutput]:
+        check_request(samples, n, temperature)
+        out = []
+        for sample in samples:
+            if temperature == 0:
+                out.append(generate_decision(
+                    self.loaded, sample, constrained=self.constrained,
+                    max_reasoning_tokens=self.max_reasoning_tokens,
+                    trajectory_decoding=self.trajectory_decoding))
+                continue
+            out += [generate_decision(self.loaded, sample, constrained=self.constrained,
+                                      do_sample=True, temperature=temperature, seed=self.seed + j,
+                                      max_reasoning_tokens=self.max_reasoning_tokens)
+                    for j in range(n)]
+        return out

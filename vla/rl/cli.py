@@ -33,8 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, FileNotFoundError) as exc:
         sys.exit(f"error: {exc}")
     from vla.rl.grpo import run_grpo
+    from vla.serving.urls import ServerUnreachable
 
-    result = run_grpo(config)
+    try:
+        result = run_grpo(config)
+    except ServerUnreachable as exc:
+        sys.exit(f"error: {exc}")
     last = result["log"][-1] if result["log"] else {}
     print(f"GRPO done: {result['steps']} steps, adapter {result['adapter']}, "
           f"last mean reward {last.get('reward')}")

@@ -28,7 +28,6 @@ and are skipped.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import time
@@ -39,7 +38,7 @@ import numpy as np
 
 from vla.jsonfile import write_json
 from vla.rl.rewards import RewardWeights, score_completion
-from vla.traces import append_trace, read_traces, trim_log
+from vla.traces import append_trace, grpo_record, read_traces, trim_log
 
 TRAINED, REFERENCE = "default", "reference"  # the peft adapter names
 
@@ -62,7 +61,8 @@ class GRPOConfig:
     updates_per_step: int = 1
     max_grad_norm: float = 1.0
     seed: int = 0
-    server_url: str | None = None  # None: start a server for the run
+    server_url: str | None = None  # None: start a server for the run; else as `vla serve`
+    #                                 prints it (http://HOST:PORT/v1, /v1 optional)
     eval_samples: int = 0          # greedy validation of the final adapter on the test split
     judge_url: str | None = None   # optional reasoning judge (any OpenAI-compatible endpoint)
     judge_model: str | None = None
@@ -82,6 +82,13 @@ class GRPOConfig:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         RewardWeights(**self.reward_weights)  # validates the names and values
+        if self.server_url is not None:
+            from vla.serving.urls import api_base
+
+            try:
+                api_base(self.server_url)
+            except ValueError as exc:
+                raise ValueError(f"server_url: {exc}") from None
 
     @property
     def out_dir(self) -> Path:
@@ -233,34 +240,30 @@ class PolicyModel:
 
 
 def _server_call(url: str, path: str, body: dict) -> None:
+    """POST ``body`` to ``<api base of url><path>``; a server not reached is one line
+    (:class:`vla.serving.urls.ServerUnreachable`)."""
     import httpx
 
-    response = httpx.post(f"{url}{path}", json=body, timeout=120.0)
+    from vla.serving.urls import ServerUnreachable, api_base
+
+    target = f"{api_base(url)}{path}"
+    try:
+        response = httpx.post(target, json=body, timeout=120.0)
+    except httpx.TransportError as exc:
+        raise ServerUnreachable(target, " ".join(str(exc).split()) or type(exc).__name__
+                                ) from None
     if response.status_code != 200:
-        raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:300]}")
+        raise RuntimeError(f"{target} answered {response.status_code}: {response.text[:300]}")
 
 
 def swap_adapter(url: str, new_name: str, new_path: Path, old_name: str | None) -> None:
-    """Load ``new_path`` into the server as ``new_name`` (replacing an adapter of that name,
-    e.g. one a killed run left there); unload ``old_name``."""
-    _server_call(url, "/v1/load_lora_adapter", {"lora_name": new_name, "load_inplace": True,
-                                                "lora_path": str(Path(new_path).resolve())})
+    """Load ``new_path`` into the server at ``url`` (any form :func:`vla.serving.urls.api_base`
+    takes) as ``new_name`` (replacing an adapter of that name, e.g. one a killed run left
+    there); unload ``old_name``."""
+    _server_call(url, "/load_lora_adapter", {"lora_name": new_name, "load_inplace": True,
+                                             "lora_path": str(Path(new_path).resolve())})
     if old_name is not None:
-        _server_call(url, "/v1/unload_lora_adapter", {"lora_name": old_name})
-
-
-async def _rollouts(client, samples, config: GRPOConfig, step: int):
-    """``group_size`` completions per sample from the server. The requests carry no seed:
-    vLLM's CPU sampler kills its engine when a seeded request's prefill is split across steps
-    (``CPU Generator does not use offset``), which concurrent prompts with shared image
-    prefixes trigger. Every rollout is logged with its rewards."""
-    import httpx
-
-    async with httpx.AsyncClient() as http:
-        return await asyncio.gather(*(
-            client.decide(http, s, n=config.group_size, temperature=config.temperature,
-                          top_p=config.top_p)
-            for s in samples))
+        _server_call(url, "/unload_lora_adapter", {"lora_name": old_name})
 
 
 def _last_step(out: Path) -> int:
@@ -276,7 +279,7 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
 
     from vla.data.build import load_dataset_dir
     from vla.model.loading import load_codec_of
-    from vla.serving.client import VLAClient
+    from vla.serving.client import EndpointPolicy, VLAClient
     from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
 
     console = console or Console()
@@ -316,32 +319,32 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
     try:
         name = f"policy-{start}"
         swap_adapter(url, name, adapter_dir, None)
-        client = VLAClient.for_model_dir(url, name, config.base, images_per_prompt=per_prompt)
+        # the requests carry no seed (see EndpointPolicy): each step's rollouts are sampled
+        # by the server from the current adapter, at the run's temperature and top-p
+        sampler = EndpointPolicy(VLAClient.for_model_dir(url, name, config.base,
+                                                         images_per_prompt=per_prompt),
+                                 top_p=config.top_p)
         for step in tqdm(range(start + 1, config.steps + 1), desc="grpo", initial=start,
                          total=config.steps):
             t0 = time.perf_counter()
             rng = np.random.default_rng([config.seed, step])
             picks = rng.choice(len(train), size=config.prompts_per_step, replace=False)
             samples = [train[int(i)] for i in picks]
-            client.model = name
-            results = asyncio.run(_rollouts(client, samples, config, step))
+            sampler.client.model = name
+            outputs = sampler.decide(samples, config.group_size, config.temperature)
             t_roll = time.perf_counter() - t0
             groups, all_rewards = [], []
-            for sample, result in zip(samples, results, strict=True):
-                choices = result.raw["choices"]
-                scored = [score_completion(c.text, sample, codec, weights, judge)
-                          for c in result.completions]
+            for i, sample in enumerate(samples):
+                group = outputs[i * config.group_size:(i + 1) * config.group_size]
+                scored = [score_completion(o.text, sample, codec, weights, judge)
+                          for o in group]
                 totals = np.array([s.total for s in scored])
                 all_rewards.append(scored)
-                for choice, completion, s in zip(choices, result.completions, scored,
-                                                 strict=True):
-                    append_trace(trace_path, {
-                        "kind": "grpo", "step": step, "sample_id": sample["sample_id"],
-                        "model": name, "raw_output": completion.text,
-                        "parsed": completion.decision is not None,
-                        "token_ids": choice.get("token_ids"), "rewards": s.to_json()})
+                for output, s in zip(group, scored, strict=True):
+                    append_trace(trace_path, grpo_record(output, sample, name, step,
+                                                         s.to_json()))
                 if np.ptp(totals) > 0:
-                    groups.append((sample, [c["token_ids"] for c in choices],
+                    groups.append((sample, [o.token_ids for o in group],
                                    group_advantages(totals)))
             stats = _update(policy, groups, config)
             new_dir = out / "adapters" / f"step-{step}"
@@ -367,12 +370,12 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
     result = {"steps": config.steps, "adapter": str(final), "log": log}
     if config.eval_samples:
         from vla.data.subsets import stratified_subset
-        from vla.model.loading import load_model_dir
+        from vla.policy_factory import make_policy
         from vla.training.validate import validate
 
         split = dataset["test"]
         samples = stratified_subset(split, config.eval_samples)
-        metrics = validate(load_model_dir(config.base, adapter=final), samples,
+        metrics = validate(make_policy(model_dir=config.base, adapter=final), samples,
                            trace_path=None)
         result["validation"] = {"split": "test", "samples": len(samples),
                                 "model": metrics["model"], "baselines": metrics["baselines"]}

@@ -43,18 +43,12 @@ class EngineResult:
 
 
 def bench_vllm(client, samples, n: int, concurrency: int) -> EngineResult:
-    client.concurrency = concurrency
-    client._semaphore = None
+    from vla.serving.client import EndpointPolicy
 
-    async def run():
-        async with httpx.AsyncClient() as http:
-            return await asyncio.gather(*(client.decide(http, s, n=n, temperature=1.0)
-                                          for s in samples))
-
+    policy = EndpointPolicy(client, concurrency=concurrency)
     start = time.perf_counter()
-    results = asyncio.run(run())
+    completions = policy.decide(samples, n, 1.0)
     seconds = time.perf_counter() - start
-    completions = [c for r in results for c in r.completions]
     return EngineResult("vLLM", f"n={n}, concurrency={concurrency}", len(completions),
                         sum(c.completion_tokens for c in completions), seconds,
                         sum(c.decision is not None for c in completions))
@@ -123,19 +117,19 @@ def load_run(client, samples, requests: int, concurrency: int, server) -> dict:
 
     watcher = threading.Thread(target=sample_memory, daemon=True)
     watcher.start()
-    client.concurrency = concurrency
-    client._semaphore = None
     errors = unparsed = 0
 
     async def run():
         nonlocal errors, unparsed
+        limit = asyncio.Semaphore(concurrency)
         async with httpx.AsyncClient() as http:
             async def one(k):
                 nonlocal errors, unparsed
                 try:
-                    r = await client.decide(http, samples[k % len(samples)], n=1,
-                                            temperature=1.0)
-                    unparsed += sum(c.decision is None for c in r.completions)
+                    async with limit:
+                        r = await client.request(http, samples[k % len(samples)], n=1,
+                                                 temperature=1.0)
+                    unparsed += sum(c.decision is None for c in r)
                 except Exception:  # every failure counts, whatever its kind
                     errors += 1
             await asyncio.gather(*(one(k) for k in range(requests)))

@@ -1,11 +1,13 @@
-"""A client for the vLLM OpenAI-compatible endpoint: one Sample in, n Decisions out.
+"""A client for the vLLM OpenAI-compatible endpoint: one Sample in, n PolicyOutputs out.
 
-It builds the chat request from ``prompts/`` (images as data URIs in the prompt's
-order), attaches the output grammar (vLLM ``structured_outputs``, Lark over token ids),
-asks for n samples, and parses each into a Decision. Requests are validated before they
-are sent (image count, decodable images, size limits, required fields); sending uses
-``httpx`` with a timeout, retries with back-off on connection errors and 5xx answers,
-and a semaphore that limits concurrent requests.
+:class:`VLAClient` builds the chat request from ``prompts/`` (images as data URIs in the
+prompt's order), attaches the output grammar (vLLM ``structured_outputs``, Lark over token
+ids), asks for n samples, and parses each into a Decision. Requests are validated before
+they are sent (image count, decodable images, size limits, required fields); sending uses
+``httpx`` with a timeout and retries with back-off on connection errors and 5xx answers.
+:class:`EndpointPolicy` is the :class:`vla.policy.Policy` over it: several samples' requests
+in flight at once, at most ``concurrency``. The server URL is taken in any form
+:func:`vla.serving.urls.api_base` accepts (what ``vla serve`` prints).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 import httpx
@@ -21,9 +24,11 @@ from PIL import Image
 
 from vla.model.constraints import lark_grammar
 from vla.model.expected_entry import check_trajectory_decoding, entry_features_of
-from vla.model.parser import Decision, ParseError, parse_output
+from vla.model.parser import ParseError, parse_output
 from vla.model.prompting import messages
+from vla.policy import PolicyOutput, check_request
 from vla.serving.chat import image_data_uri
+from vla.serving.urls import ServerUnreachable, api_base
 from vla.trajectory.types import ego_state_of
 
 REQUIRED_FIELDS = ("images", "camera_names", "frame_times", "history", "ego_speed", "command")
@@ -32,23 +37,6 @@ MAX_IMAGE_SIDE = 2048
 
 class RequestError(ValueError):
     """The sample cannot make a valid request; nothing was sent."""
-
-
-@dataclass
-class Completion:
-    text: str
-    decision: Decision | None
-    error: ParseError | None
-    completion_tokens: int
-
-
-@dataclass
-class ClientResult:
-    completions: list[Completion]
-    prompt_tokens: int
-    seconds: float
-    attempts: int
-    raw: dict = field(repr=False, default_factory=dict)
 
 
 def _as_image(image, where: str) -> Image.Image:
@@ -101,7 +89,8 @@ def validate_sample(sample: dict, images_per_prompt: int) -> list[Image.Image]:
 
 @dataclass
 class VLAClient:
-    """Talks to ``vla serve`` (or any vLLM server of a vla model)."""
+    """Talks to ``vla serve`` (or any vLLM server of a vla model): ``url`` as
+    :func:`vla.serving.urls.api_base` accepts it (kept in that normalised form)."""
 
     url: str
     model: str
@@ -111,8 +100,12 @@ class VLAClient:
     api_key: str | None = None
     timeout_s: float = 300.0
     retries: int = 3
-    concurrency: int = 16
-    _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.url = api_base(self.url)
+        if self.retries < 0 or self.timeout_s <= 0:
+            raise ValueError(f"retries must be >= 0 and timeout_s > 0, got {self.retries} "
+                             f"and {self.timeout_s}")
 
     def request_body(self, sample: dict, n: int = 1, temperature: float = 1.0,
                      top_p: float = 1.0, max_tokens: int = 160, seed: int | None = None,
@@ -147,9 +140,11 @@ class VLAClient:
     def _headers(self) -> dict:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    def parse_reply(self, reply: dict, sample: dict) -> list[Completion]:
+    def parse_reply(self, reply: dict, sample: dict, seconds: float = 0.0) -> list[PolicyOutput]:
+        """One output per choice of a chat-completions reply (the request's time in each)."""
         out = []
         ego = ego_state_of(sample)
+        prompt_tokens = int((reply.get("usage") or {}).get("prompt_tokens") or 0)
         for choice in reply["choices"]:
             text = choice["message"]["content"] or ""
             try:
@@ -157,38 +152,45 @@ class VLAClient:
                 error = None
             except ParseError as exc:
                 decision, error = None, exc
-            out.append(Completion(text, decision, error, len(choice.get("token_ids") or [])))
+            ids = list(choice.get("token_ids") or [])
+            out.append(PolicyOutput(text=text, decision=decision, error=error,
+                                    prompt_tokens=prompt_tokens, completion_tokens=len(ids),
+                                    token_ids=ids, seconds=seconds))
         return out
 
-    async def decide(self, client: httpx.AsyncClient, sample: dict, **kwargs) -> ClientResult:
+    async def request(self, http: httpx.AsyncClient, sample: dict,
+                      **kwargs) -> list[PolicyOutput]:
+        """Send one sample's request (``kwargs``: :meth:`request_body`'s) and parse the reply.
+
+        Connection errors and 5xx answers are retried ``retries`` times with back-off; a
+        server still not reached raises :class:`vla.serving.urls.ServerUnreachable`, another
+        error status ``httpx.HTTPStatusError``, a bad sample :class:`RequestError`."""
         body = self.request_body(sample, **kwargs)
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.concurrency)
-        async with self._semaphore:
-            start = time.perf_counter()
-            for attempt in range(1, self.retries + 2):
-                try:
-                    response = await client.post(f"{self.url}/v1/chat/completions", json=body,
-                                                 headers=self._headers(), timeout=self.timeout_s)
-                    if response.status_code < 500:
-                        break
-                except (httpx.TransportError, httpx.TimeoutException):
-                    if attempt > self.retries:
-                        raise
-                await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
-            seconds = time.perf_counter() - start
+        target = f"{self.url}/chat/completions"
+        start = time.perf_counter()
+        for attempt in range(1, self.retries + 2):
+            try:
+                response = await http.post(target, json=body, headers=self._headers(),
+                                           timeout=self.timeout_s)
+                if response.status_code < 500:
+                    break
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                if attempt > self.retries:
+                    raise ServerUnreachable(target, " ".join(str(exc).split())
+                                            or type(exc).__name__) from None
+            await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
+        seconds = time.perf_counter() - start
         if response.status_code != 200:
             raise httpx.HTTPStatusError(
                 f"server answered {response.status_code}: {response.text[:500]}",
                 request=response.request, response=response)
-        reply = response.json()
-        return ClientResult(self.parse_reply(reply, sample), reply["usage"]["prompt_tokens"],
-                            seconds, attempt, reply)
+        return self.parse_reply(response.json(), sample, seconds)
 
-    def decide_sync(self, sample: dict, **kwargs) -> ClientResult:
+    def decide_sync(self, sample: dict, **kwargs) -> list[PolicyOutput]:
+        """:meth:`request` from synchronous code (its own event loop and connection)."""
         async def run():
-            async with httpx.AsyncClient() as client:
-                return await self.decide(client, sample, **kwargs)
+            async with httpx.AsyncClient() as http:
+                return await self.request(http, sample, **kwargs)
 
         return asyncio.run(run())
 
@@ -202,3 +204,70 @@ class VLAClient:
         meta = json.loads((Path(model_dir) / "vla_model.json").read_text())
         kwargs.setdefault("images_per_prompt", meta.get("images_per_prompt", 6))
         return cls(url, model, grammar_for_dir(model_dir), load_codec_of(model_dir), **kwargs)
+
+
+class EndpointPolicy:
+    """A vla model served by vLLM, through a :class:`VLAClient`, as a
+    :class:`vla.policy.Policy`.
+
+    ``decide`` sends one request per sample (asking for its ``n`` outputs), at most
+    ``concurrency`` in flight at once (the server batches them), and returns the outputs in
+    the samples' order. Greedy requests ask for ``trajectory_decoding``; sampled ones use
+    ``top_p``. Requests carry no seed: vLLM 0.32's CPU worker fails ("CPU Generator does not
+    use offset") when a seeded request is in a batch whose prefill is split into chunks, which
+    several concurrent multi-image prompts cause. The policy holds no event-loop state (each
+    ``decide`` makes its own), so it pickles into worker processes as it is.
+    """
+
+    runs_in_workers = True  # closed loop may drive its episodes in worker processes
+
+    runs_in_workers = True  # closed-loop episodes may drive it in worker processes
+
+    def __init__(self, client: VLAClient, trajectory_decoding: str = "greedy",
+                 top_p: float = 1.0, max_tokens: int = 160, concurrency: int = 16,
+                 constrained: bool = True, name: str | None = None):
+        check_trajectory_decoding(trajectory_decoding, greedy=True, constrained=constrained)
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if max_tokens < 1 or concurrency < 1:
+            raise ValueError(f"max_tokens and concurrency must be >= 1, got {max_tokens} and "
+                             f"{concurrency}")
+        self.client = client
+        self.trajectory_decoding = trajectory_decoding
+        self.top_p, self.max_tokens, self.concurrency = top_p, max_tokens, concurrency
+        self.constrained = constrained
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The name given, else the served model (or adapter) the requests ask for."""
+        return self._name or self.client.model
+
+    @property
+    def codec(self):
+        return self.client.codec
+
+    def _kwargs(self, n: int, temperature: float) -> dict:
+        kwargs = {"n": n, "temperature": temperature, "top_p": self.top_p,
+                  "max_tokens": self.max_tokens, "constrained": self.constrained}
+        if temperature == 0:
+            kwargs["trajectory_decoding"] = self.trajectory_decoding
+        return kwargs
+
+    async def decide_async(self, samples: Sequence[dict], n: int = 1,
+                           temperature: float = 0.0) -> list[PolicyOutput]:
+        """:meth:`decide` inside a running event loop."""
+        check_request(samples, n, temperature)
+        limit = asyncio.Semaphore(self.concurrency)
+        kwargs = self._kwargs(n, temperature)
+        async with httpx.AsyncClient() as http:
+            async def one(sample):
+                async with limit:
+                    return await self.client.request(http, sample, **kwargs)
+
+            per_sample = await asyncio.gather(*(one(s) for s in samples))
+        return [o for outputs in per_sample for o in outputs]
+
+    def decide(self, samples: Sequence[dict], n: int = 1,
+               temperature: float = 0.0) -> list[PolicyOutput]:
+        return asyncio.run(self.decide_async(samples, n, temperature))

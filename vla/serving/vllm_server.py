@@ -56,6 +56,9 @@ class ServerConfig:
     keeps CPU outputs comparable with transformers'. ``kv_cache_gib`` is the CPU
     KV-cache size (``VLLM_CPU_KVCACHE_SPACE``); vLLM on a GPU uses its own setting.
     ``max_lora_rank`` must cover the adapters served (:func:`lora_rank_of`).
+    ``tensor_parallel_size`` > 1 shards the model over that many GPUs;
+    ``gpu_memory_utilization`` (None: vLLM's default) is the share of a GPU's memory vLLM takes.
+    The serving configs ``serve/*.yaml`` hold these settings (:func:`server_config`).
     """
 
     model: Path
@@ -70,6 +73,8 @@ class ServerConfig:
     max_lora_rank: int = 16
     kv_cache_gib: int = 1
     startup_timeout_s: float = 300.0
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
     adapters: tuple[tuple[str, str], ...] = ()  # (name, LoRA adapter directory)
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -87,6 +92,12 @@ class ServerConfig:
             raise ValueError("startup_timeout_s must be positive")
         if self.max_lora_rank not in LORA_RANKS:
             raise ValueError(f"max_lora_rank must be one of {LORA_RANKS}, got {self.max_lora_rank}")
+        if self.tensor_parallel_size < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], "
+                             f"got {self.gpu_memory_utilization}")
+        object.__setattr__(self, "extra_args", tuple(str(a) for a in self.extra_args))
         for name, path in self.adapters:
             if not (Path(path) / "adapter_config.json").is_file():
                 raise ValueError(f"adapter {name!r}: {path} has no adapter_config.json")
@@ -94,6 +105,51 @@ class ServerConfig:
     @property
     def model_name(self) -> str:
         return self.served_model_name or self.model.name
+
+
+# the ServerConfig fields a serving config file (serve/*.yaml) may set
+SERVE_CONFIG_KEYS = ("host", "port", "dtype", "max_model_len", "images_per_prompt",
+                     "kv_cache_gib", "enable_lora", "max_lora_rank", "tensor_parallel_size",
+                     "gpu_memory_utilization", "startup_timeout_s", "extra_args")
+
+
+def default_serve_config() -> str:
+    """The packaged serving config for this machine: ``gpu`` where torch sees a GPU, else
+    ``cpu``."""
+    from vla.installed import profile
+
+    return "gpu" if profile() == "cuda" else "cpu"
+
+
+def load_serve_config(config: str | Path) -> tuple[Path, dict]:
+    """(file, settings) of a serving config: a packaged one's name (``cpu``, ``gpu``, ``tp2``:
+    ``serve/*.yaml``) or a YAML file; keys other than :data:`SERVE_CONFIG_KEYS` are refused."""
+    import yaml
+
+    from vla.resources import named_or_file
+
+    path = named_or_file("serve", config, "serving config")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of {list(SERVE_CONFIG_KEYS)}")
+    unknown = sorted(set(raw) - set(SERVE_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known keys: {list(SERVE_CONFIG_KEYS)}")
+    return path, raw
+
+
+def server_config(model: str | Path, config: str | Path, **overrides) -> ServerConfig:
+    """The :class:`ServerConfig` of serving config ``config`` (:func:`load_serve_config`) for
+    ``model``, with ``overrides`` (ServerConfig fields; None leaves the file's value) on top."""
+    path, settings = load_serve_config(config)
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServerConfig(model=Path(model), **settings)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"serving config {path} (with the command-line flags): {exc}") from exc
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -138,6 +194,10 @@ class VLLMServer:
         ]
         if c.api_key:
             cmd += ["--api-key", c.api_key]
+        if c.tensor_parallel_size > 1:
+            cmd += ["--tensor-parallel-size", str(c.tensor_parallel_size)]
+        if c.gpu_memory_utilization is not None:
+            cmd += ["--gpu-memory-utilization", str(c.gpu_memory_utilization)]
         if c.enable_lora or c.adapters:
             cmd += ["--enable-lora", "--max-lora-rank", str(c.max_lora_rank)]
         if c.adapters:

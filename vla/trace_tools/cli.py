@@ -91,7 +91,7 @@ def _filter(expression):
 def _samples(data):
     if data is None:
         return None
-    from vla.trace_tools.samples import SampleIndex
+    from vla.trace_tools.sample_lookup import SampleIndex
 
     return SampleIndex(data)
 
@@ -144,7 +144,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _renderer(args: argparse.Namespace):
     from vla.trace_tools.report import ReportRenderer
-    from vla.trace_tools.samples import TrajectoryDecoder, find_model_dir
+    from vla.trace_tools.sample_lookup import TrajectoryDecoder, find_model_dir
 
     samples = _samples(args.data)
     model_dir = find_model_dir(Path(args.file), args.model_dir)

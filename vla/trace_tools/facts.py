@@ -3,9 +3,10 @@
 :func:`facts_of` reads a record of any kind (see :mod:`vla.traces`) into :class:`Facts`: the
 written meta-action beside the one derived from the trajectory, the verdict (consistent,
 inconsistent, unparsable), ADE, reward components, the expert's choice in closed loop (and
-whether the decision agrees with it), closed-loop episode metrics. A ``grpo`` record
-has no ``decision``: its text is parsed here and the derived meta-action and ADE come from
-its ``rewards``.
+whether the decision agrees with it), closed-loop episode metrics. Every decision kind,
+``grpo`` included, carries its parsed ``decision`` and ``derived_meta_action``; only a
+``grpo`` record written before they did (no ``decision`` field at all) has its text parsed
+here, its derived meta-action and ADE taken from its ``rewards``.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def facts_of(record_id: int, record: dict, scenario: str | None = None) -> Facts
     f.parsed = record.get("parsed")
     decision = record.get("decision")
     rewards = record.get("rewards") if isinstance(record.get("rewards"), dict) else None
-    if decision is None and rewards is not None and record.get("raw_output"):
-        parsed, _ = parse_raw(record["raw_output"])     # grpo: only the text was kept
+    if "decision" not in record and rewards is not None and record.get("raw_output"):
+        parsed, _ = parse_raw(record["raw_output"])     # an older grpo record: text only
         if parsed is not None:
             decision = {"reasoning": parsed.reasoning,
                         "meta_action": {"longitudinal": parsed.meta_action.longitudinal,

@@ -38,9 +38,11 @@ class TraceFile:
 
 
 def load_trace_file(path: str | Path, sample_info=None) -> TraceFile:
-    """Every record of ``path``; ``sample_info(sample_id)`` -> ``{scenario, label}`` fills in
-    what a record does not carry (``SampleIndex.info`` of a data set)."""
-    from vla.traces import read_numbered
+    """Every record of ``path`` (:func:`vla.traces.read_jsonl`: a torn last line is skipped
+    with a warning, any other malformed line is a one-line error naming ``file:line``);
+    ``sample_info(sample_id)`` -> ``{scenario, label}`` fills in what a record does not carry
+    (``SampleIndex.info`` of a data set)."""
+    from vla.traces import read_jsonl
 
     p = Path(path)
     if not p.exists():
@@ -48,7 +50,7 @@ def load_trace_file(path: str | Path, sample_info=None) -> TraceFile:
     if not p.is_file():
         raise TraceToolError(f"{p} is not a file")
     try:
-        numbered = read_numbered(p)
+        numbered = read_jsonl(p)
     except ValueError as exc:
         raise TraceToolError(str(exc)) from None
     entries = []

@@ -41,7 +41,7 @@ from vla.trace_tools.figures import (
     topdown_plot,
 )
 from vla.trace_tools.load import Entry, TraceFile
-from vla.trace_tools.samples import SampleIndex, TrajectoryDecoder, critical_agent_ids
+from vla.trace_tools.sample_lookup import SampleIndex, TrajectoryDecoder, critical_agent_ids
 from vla.trace_tools.stats import compute_stats
 
 DEFAULT_LIMIT = 200

@@ -26,7 +26,7 @@ from vla.trace_tools.facts import (
     meta_text,
 )
 from vla.trace_tools.load import Entry
-from vla.trace_tools.samples import critical_agent_ids
+from vla.trace_tools.sample_lookup import critical_agent_ids
 
 CRITICAL_STYLE = "bold black on yellow"
 OTHER_AGENT_STYLE = "underline cyan"

@@ -214,19 +214,20 @@ def validate_stage(config: RunConfig, split, console, train=None) -> dict:
     """The stage's validation on ``split``, beside the blind rows (the learned one fitted on
     ``train`` when given)."""
     from vla.data.subsets import stratified_subset, subset_record
-    from vla.model.loading import load_model_dir
-    from vla.reference import reference_policies
+    from vla.policy_factory import make_policy
+    from vla.reference import blind_policies
     from vla.training.validate import results_table, validate
 
     adapter = config.final_dir if config.stage == "sft" else None
     base = config.model if config.stage == "sft" else config.final_dir
-    loaded = load_model_dir(base, adapter=adapter)
+    policy = make_policy(model_dir=base, adapter=adapter,
+                         max_reasoning_tokens=config.max_reasoning_tokens,
+                         trajectory_decoding=config.trajectory_decoding)
     samples, indices = stratified_subset(split, config.eval_samples, return_indices=True)
     (config.out_dir / "validation.jsonl").unlink(missing_ok=True)
-    out = validate(loaded, samples, config.max_reasoning_tokens, config.blank_images,
+    out = validate(policy, samples, config.blank_images,
                    trace_path=config.out_dir / "validation.jsonl",
-                   trajectory_decoding=config.trajectory_decoding,
-                   references=reference_policies(train))
+                   references=blind_policies(train))
     label = f"stage {config.stage}" + (" (blank images)" if config.blank_images else "")
     if config.trajectory_decoding != "greedy":
         label += f", {config.trajectory_decoding} entry"

@@ -21,7 +21,7 @@ from pathlib import Path
 from transformers import Trainer, TrainerCallback
 
 from vla.model.collator import IGNORE, SPANS
-from vla.traces import read_log
+from vla.traces import read_traces
 
 LOG_FILE = "train_log.jsonl"
 
@@ -105,7 +105,7 @@ def plot_curves(log_path: str | Path, out_png: str | Path, title: str = "") -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [r for r in read_log(log_path) if "loss" in r]
+    records = [r for r in read_traces(log_path, missing_ok=True) if "loss" in r]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     steps = [r["step"] for r in records]
     for key in ("loss", "loss_reasoning", "loss_meta_action", "loss_trajectory"):

@@ -1,13 +1,17 @@
 """End-of-stage validation: constrained greedy decoding on a split, scored against the labels.
 
-For each sample the model writes reasoning, a meta-action and trajectory tokens under the
-output grammar (transformers ``generate``). Reported: parse rate; decision accuracy per axis
+Validation is open-loop evaluation with validation's settings: the greedy output of a
+:class:`vla.policy.Policy` on each sample (:func:`vla.evaluation.open_loop.greedy_outputs`),
+no sampled outputs, no shortcut runs, and validation's own aggregation. For each sample the
+model writes reasoning, a meta-action and trajectory tokens under the output grammar.
+Reported: parse rate; decision accuracy per axis
 (the written meta-action against the label; an unparsable output counts as wrong);
 consistency per axis (the written meta-action against the one the deriver reads from the
 decoded trajectory, over parsed outputs); ADE / FDE over 0-3 s and over the whole horizon
 (over parsed outputs); correct-and-consistent (both at once, on both axes). The blind reference
-rows (:func:`vla.reference.reference_policies`) are scored the same way on the same samples,
-and the kinematic baselines by their trajectories.
+rows (:func:`vla.reference.blind_policies`) are scored the same way on the same samples,
+and the kinematic baselines (:func:`vla.reference.trajectory_baselines`) by their
+trajectories.
 """
 
 from __future__ import annotations
@@ -17,9 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vla.model.collator import blank_like
-from vla.trajectory.baselines import BASELINES
 from vla.trajectory.metrics import horizon_errors
-from vla.trajectory.types import TrajectorySpec, ego_state_of
 
 # the names of vla.metrics: l2_avg_3s is ADE@3 s (mean error up to 3 s), l2_at_3s FDE@3 s
 VALIDATION_COLUMNS = ("parse_rate", "accuracy_lon", "accuracy_lat", "consistency",
@@ -57,11 +59,14 @@ def score_outputs(records: list[dict]) -> dict:
     return out
 
 
-def baseline_metrics(samples, spec: TrajectorySpec) -> dict[str, dict]:
+def baseline_metrics(samples, hz: float = 10.0) -> dict[str, dict]:
+    """The validation errors of the kinematic baselines' plans on ``samples``."""
+    from vla.reference import trajectory_baselines
+
     out = {}
-    for name, planner in BASELINES.items():
-        rows = [trajectory_errors(planner(ego_state_of(s), spec), np.asarray(s["future"]),
-                                  spec.hz) for s in samples]
+    for name, baseline in trajectory_baselines(expert=False).items():
+        rows = [trajectory_errors(o.trajectory, np.asarray(s["future"]), hz)
+                for s, o in zip(samples, baseline.decide(samples), strict=True)]
         out[name] = {key: round(float(np.mean([r[key] for r in rows])), 4) if rows else None
                      for key in TRAJECTORY_KEYS}
     return out
@@ -83,48 +88,46 @@ def decision_record(decision, sample: dict, hz: float) -> dict:
 
 
 def reference_metrics(samples, policies: dict, hz: float) -> dict[str, dict]:
-    """The validation metrics of each reference policy on ``samples``."""
-    return {name: score_outputs([decision_record(policy(s), s, hz) for s in samples])
+    """The validation metrics of each reference policy (name → Policy) on ``samples``."""
+    return {name: score_outputs([decision_record(o.decision, s, hz) for s, o in
+                                 zip(samples, policy.decide(samples), strict=True)])
             for name, policy in policies.items()}
 
 
-def validate(loaded, samples, max_reasoning_tokens: int = 96, blank_images: bool = False,
+def validate(policy, samples, blank_images: bool = False,
              trace_path: str | Path | None = None, progress: bool = True,
-             trajectory_decoding: str = "greedy", references: dict | None = None) -> dict:
-    """Greedy constrained outputs on ``samples``; metrics, the reference policies' metrics
-    (``references``: name → ``sample -> Decision``, default the blind rows without the
-    learned one), the kinematic baselines and per-sample records.
+             references: dict | None = None, hz: float | None = None) -> dict:
+    """Greedy outputs of ``policy`` on ``samples``; metrics, the reference policies' metrics
+    (``references``: name → Policy, default the blind rows without the learned one), the
+    kinematic baselines and per-sample records. With ``trace_path``, one ``eval`` trace
+    record per sample is appended as it is scored.
 
-    ``trajectory_decoding`` picks how the trajectory tokens are chosen (see
-    :func:`vla.model.generate.generate_decision`)."""
-    from tqdm import tqdm
+    ``blank_images`` shows the model blank images (what the text alone gives it); ``hz`` is
+    the trajectory rate (default: the policy's codec's, else 10 Hz). The decoding settings
+    (reasoning budget, trajectory decoding) are the policy's."""
+    from vla.evaluation.open_loop import greedy_outputs
+    from vla.reference import blind_policies
+    from vla.traces import append_trace, eval_record
 
-    from vla.model.generate import generate_decision
-    from vla.reference import reference_policies
-    from vla.traces import append_trace, decision_fields
+    samples = list(samples)
+    codec = getattr(policy, "codec", None)
+    hz = hz if hz is not None else (codec.spec.hz if codec is not None else 10.0)
+    shown = [{**s, "images": blank_like(s["images"])} for s in samples] if blank_images \
+        else samples
+    records: list[dict] = []
 
-    spec = loaded.codec.spec
-    records = []
-    for sample in tqdm(samples, desc="validation", disable=not progress, leave=False):
-        if blank_images:
-            sample = {**sample, "images": blank_like(sample["images"])}
-        gen = generate_decision(loaded, sample, max_reasoning_tokens=max_reasoning_tokens,
-                                trajectory_decoding=trajectory_decoding)
-        row = decision_record(gen.decision, sample, spec.hz)
+    def score(_index: int, sample: dict, output) -> None:
+        row = decision_record(output.decision, sample, hz)
         records.append(row)
         if trace_path is not None:
-            append_trace(trace_path, {
-                "kind": "eval", "sample_id": sample["sample_id"], "model": str(loaded.path),
-                **decision_fields(gen.text, gen.decision, gen.error, sample),
-                "label": {"longitudinal": sample["decision_lon"],
-                          "lateral": sample["decision_lat"], "reasoning": sample["reasoning"]},
-                "metrics": {k: v for k, v in row.items() if k not in ("sample_id", "scenario")},
-                "tokens": {"prompt": gen.prompt_tokens, "completion": gen.completion_tokens},
-                "seconds": round(gen.seconds, 3)})
-    policies = reference_policies() if references is None else references
+            metrics = {k: v for k, v in row.items() if k not in ("sample_id", "scenario")}
+            append_trace(trace_path, eval_record(output, sample, policy.name, metrics))
+
+    greedy_outputs(policy, shown, progress=progress, desc="validation", on_output=score)
+    policies = blind_policies() if references is None else references
     return {"model": score_outputs(records),
-            "references": reference_metrics(samples, policies, spec.hz),
-            "baselines": baseline_metrics(samples, spec), "records": records}
+            "references": reference_metrics(samples, policies, hz),
+            "baselines": baseline_metrics(samples, hz), "records": records}
 
 
 def results_table(results: dict[str, dict], title: str):

@@ -1,1 +1,0 @@
-"""accelerate and DeepSpeed configs (package data: vla.assets.accelerate)."""
