@@ -1,8 +1,6 @@
 """The codec bench and the ``vla codec`` subcommands, on small synthetic data."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,13 +37,9 @@ def test_bench_json_from_synthetic(tmp_path, capsys):
 
 
 def test_bench_table_from_a_built_data_set(data_dir, tmp_path, capsys):
-    """The thin entry point: fit on train, report on test, print the table."""
-    path = Path(__file__).resolve().parents[1] / "eval" / "bench_codecs.py"
-    spec = importlib.util.spec_from_file_location("bench_codecs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(["--data", str(data_dir), "--codecs", "unicycle,waypoint", "--quick",
-                        "--out", str(tmp_path)]) == 0
+    """``vla codec bench``: fit on train, report on test, print the table."""
+    assert main(["codec", "bench", "--data", str(data_dir), "--codecs", "unicycle,waypoint",
+                 "--quick", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "| unicycle" in text and "| waypoint" in text and "| kmeans" not in text
     assert "Best fixed-length codec with <= 16 tokens" in text

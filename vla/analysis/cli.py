@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -147,12 +146,3 @@ def add_codec_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-iter", type=int, default=100, help="boosting rounds")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_predictability)
-
-
-def run_codec_command(command: str, description: str, argv: list[str] | None = None) -> int:
-    """Run ``vla codec COMMAND ARGV`` (for the thin ``eval/`` entry points)."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_codec_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["codec", command, *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
