@@ -155,13 +155,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vla", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_env_parser(sub) -> None:
+    """``vla env``: the installed stack."""
     p = sub.add_parser("env", help="show the installed stack (profile and versions)")
     p.set_defaults(func=_cmd_env)
 
+
+def _add_model_parser(sub) -> None:
+    """``vla model init|inject|merge``: build and manage model checkpoints."""
     model = sub.add_parser("model", help="build and manage model checkpoints")
     model_sub = model.add_subparsers(dest="model_command", required=True)
     p = model_sub.add_parser("init", help="build a preset model with random weights")
@@ -189,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_model_merge)
 
+
+def _add_predict_parser(sub) -> None:
+    """``vla predict``: one sample's decision through transformers."""
     p = sub.add_parser("predict", help="generate a decision for one sample (transformers)")
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True)
@@ -200,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", default="runs/traces/predict.jsonl")
     p.set_defaults(func=_cmd_predict)
 
+
+def _add_serve_parser(sub) -> None:
+    """``vla serve``: a model behind vLLM's OpenAI-compatible server."""
     p = sub.add_parser("serve", help="serve a model with vLLM's OpenAI-compatible server")
     p.add_argument("--model", required=True, help="a saved model directory")
     p.add_argument("--config", default=None, metavar="NAME|FILE",
@@ -220,14 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default="runs/vllm_server.log")
     p.set_defaults(func=_cmd_serve)
 
-    from vla.data.cli import add_data_parser
 
-    add_data_parser(sub)
-
-    from vla.analysis.cli import add_codec_parser
-
-    add_codec_parser(sub)
-
+def _add_rollout_parser(sub) -> None:
+    """``vla rollout``: batched rollouts over a data set through a vLLM server."""
     p = sub.add_parser("rollout", help="batched rollouts over a data set through vLLM")
     p.add_argument("--endpoint", required=True,
                    help="the server URL `vla serve` prints, e.g. http://127.0.0.1:8000/v1 "
@@ -247,18 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None)
     p.set_defaults(func=_cmd_rollout)
 
-    from vla.rl.audit import add_rewards_parser
 
-    add_rewards_parser(sub)
-
-    from vla.evaluation.cli import add_parser as add_eval_parser
-
-    add_eval_parser(sub)
-
-    from vla.trace_tools.cli import add_parser as add_traces_parser
-
-    add_traces_parser(sub)
-
+def _add_demo_parser(sub) -> None:
+    """``vla demo``: the whole pipeline, its scale and its sizes."""
     p = sub.add_parser("demo", help="the whole pipeline: data, model, stage 1, LoRA SFT, vLLM, "
                                     "GRPO, open- and closed-loop evaluation, trace report")
     p.add_argument("--scale", default="tiny", choices=["tiny", "small"])
@@ -282,6 +275,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--closed-loop-episodes", type=int, default=None,
                    help="closed-loop episodes (default: the whole eval/scenarios/demo.yaml)")
     p.set_defaults(func=_cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vla`` parser: every subcommand, in the order ``vla --help`` lists them."""
+    from vla.analysis.cli import add_codec_parser
+    from vla.data.cli import add_data_parser
+    from vla.evaluation.cli import add_parser as add_eval_parser
+    from vla.rl.audit import add_rewards_parser
+    from vla.trace_tools.cli import add_parser as add_traces_parser
+
+    parser = argparse.ArgumentParser(prog="vla", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_env_parser(sub)
+    _add_model_parser(sub)
+    _add_predict_parser(sub)
+    _add_serve_parser(sub)
+    add_data_parser(sub)
+    add_codec_parser(sub)
+    _add_rollout_parser(sub)
+    add_rewards_parser(sub)
+    add_eval_parser(sub)
+    add_traces_parser(sub)
+    _add_demo_parser(sub)
     return parser
 
 

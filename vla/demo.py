@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,8 @@ def _stage_config(name: str, scale: str, **paths):
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
+    """Run every stage under ``config.out``, reusing what an earlier run completed; write,
+    print and return the summary."""
     console = console or Console()
     preset = get_preset(config.scale)
     out = config.out
@@ -136,6 +138,32 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
     stages = _Stages(console, previous.get("stage_seconds_when_built", {}))
     summary: dict = {"scale": config.scale}
 
+    dataset, data_meta = _data_stage(config, data_dir, stages)
+    summary["data"] = {k: data_meta[k] for k in ("samples", "episodes_kept", "split_samples")}
+    _model_stage(preset, model_dir, data_dir, stages)
+    base = _stage1(config, model_dir, data_dir, stage1_dir, stages, console)
+    s2 = _stage2(config, base, data_dir, stage2_dir, stages, console)
+    grpo_result, open_loop, closed_loop = _served_or_reused(config, stages, console, ServedInputs(
+        dataset=dataset, data_meta=data_meta, data_dir=data_dir, base=base,
+        sft_adapter=Path(s2["final"]), grpo_dir=grpo_dir, eval_dir=eval_dir, traces=traces))
+    report = _report_stage(out, traces, data_dir, model_dir, stages)
+
+    summary.update(_headline_numbers(s2["validation"]["model"], open_loop, closed_loop))
+    summary.update({
+        "stage_seconds": stages.seconds,
+        "stage_seconds_when_built": stages.built,
+        "report": str(report),
+    })
+    write_json(out / "summary.json", summary)
+    from vla.demo_report import render_report
+
+    (out / "report.md").write_text(render_report(summary))  # the results table as Markdown
+    _print_summary(console, summary)
+    return summary
+
+
+def _data_stage(config: DemoConfig, data_dir: Path, stages: _Stages) -> tuple[Any, dict]:
+    """``data``: build the data set unless a complete one is there; (DatasetDict, metadata)."""
     start = time.perf_counter()
     note = f"reused {data_dir}"
     built = not is_complete(data_dir)
@@ -144,10 +172,14 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
                       data_dir)
         note = f"built {data_dir}"
     dataset, data_meta = load_dataset_dir(data_dir)
-    summary["data"] = {k: data_meta[k] for k in ("samples", "episodes_kept", "split_samples")}
     stages.finish("data", start, f"{note}: {data_meta['samples']} samples from "
                                  f"{data_meta['episodes_kept']} episodes", built)
+    return dataset, data_meta
 
+
+def _model_stage(preset, model_dir: Path, data_dir: Path, stages: _Stages) -> None:
+    """``model``: the preset model with random weights and a codec fitted on the data,
+    unless a saved one is there."""
     start = time.perf_counter()
     note = f"reused {model_dir}"
     built = not is_saved_model(model_dir)
@@ -158,6 +190,10 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
     stages.finish("model", start, f"{note} ({meta['parameters'] / 1e6:.1f} M parameters, "
                                   f"codec {meta['codec']})", built)
 
+
+def _stage1(config: DemoConfig, model_dir: Path, data_dir: Path, stage1_dir: Path,
+            stages: _Stages, console: Console) -> Path:
+    """``stage1``: full fine-tuning (resumed or reused by the training run); the final model."""
     from vla.training.run import finished_result, run_stage
 
     start = time.perf_counter()
@@ -168,7 +204,13 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
     with torch_threads(config.train_threads):
         s1 = run_stage(s1_config, console)
     stages.finish("stage1", start, f"{s1['global_step']} steps, full fine-tuning", built)
-    base = Path(s1["final"])
+    return Path(s1["final"])
+
+
+def _stage2(config: DemoConfig, base: Path, data_dir: Path, stage2_dir: Path,
+            stages: _Stages, console: Console) -> dict:
+    """``stage2``: LoRA SFT on the stage-1 model, validated on the test split; its result."""
+    from vla.training.run import finished_result, run_stage
 
     start = time.perf_counter()
     s2_config = _stage_config("stage2", config.scale, model=base, data=data_dir, out=stage2_dir,
@@ -181,22 +223,29 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
     stages.finish("stage2", start, f"{s2['global_step']} LoRA steps; test: parse "
                                    f"{sft['parse_rate']:.3f}, consistency {sft['consistency']:.3f}",
                   built)
+    return s2
 
-    grpo_result = read_json(grpo_dir / "result.json")
+
+def _served_or_reused(config: DemoConfig, stages: _Stages, console: Console,
+                      inputs: ServedInputs) -> tuple[dict, dict, dict]:
+    """The GRPO, open-loop and closed-loop results: an earlier run's when all three are
+    complete (no server started), else :func:`_served_stages` redoes what is missing."""
+    grpo_result = read_json(inputs.grpo_dir / "result.json")
     grpo_done = grpo_result is not None and grpo_result.get("steps") == config.grpo_steps
-    open_loop = read_json(eval_dir / "open_loop.json")
-    closed_loop = read_json(eval_dir / "closed_loop.json")
+    open_loop = read_json(inputs.eval_dir / "open_loop.json")
+    closed_loop = read_json(inputs.eval_dir / "closed_loop.json")
     if grpo_done and open_loop is not None and closed_loop is not None:
         for stage in ("serve", "grpo", "open_loop", "closed_loop"):
             stages.finish(stage, time.perf_counter(), "reused", built=False)
-    else:
-        grpo_result, open_loop, closed_loop = _served_stages(config, stages, console, ServedInputs(
-            dataset=dataset, data_meta=data_meta, data_dir=data_dir, base=base,
-            sft_adapter=Path(s2["final"]), grpo_dir=grpo_dir, eval_dir=eval_dir, traces=traces,
-            grpo_result=grpo_result if grpo_done else None, open_loop=open_loop,
-            closed_loop=closed_loop))
-    policy = open_loop["model"]  # the GRPO policy's greedy output through the endpoint
+        return grpo_result, open_loop, closed_loop
+    return _served_stages(config, stages, console, replace(
+        inputs, grpo_result=grpo_result if grpo_done else None, open_loop=open_loop,
+        closed_loop=closed_loop))
 
+
+def _report_stage(out: Path, traces: Path, data_dir: Path, model_dir: Path,
+                  stages: _Stages) -> Path:
+    """``report``: the HTML trace report, rewritten when the closed-loop traces are newer."""
     start = time.perf_counter()
     report = out / "report.html"
     closed_traces = traces / "closed_loop.jsonl"
@@ -204,13 +253,19 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
     if built:
         _write_report(closed_traces, data_dir, model_dir, report)
     stages.finish("report", start, f"{'wrote' if built else 'reused'} {report}", built)
+    return report
 
+
+def _headline_numbers(sft: dict, open_loop: dict, closed_loop: dict) -> dict:
+    """The summary's numbers: the GRPO policy's greedy output through the endpoint, the blind
+    references on the same test samples, the SFT validation, the baselines, the closed loop."""
+    policy = open_loop["model"]  # the GRPO policy's greedy output through the endpoint
     refs = open_loop["references"]  # the blind rows on the same test samples
 
     def accuracy(row: dict) -> dict:
         return {"longitudinal": row["accuracy_lon"], "lateral": row["accuracy_lat"]}
 
-    summary.update({
+    return {
         "parse_rate": policy["parsed"],
         "decision_accuracy": accuracy(policy),
         **{f"decision_accuracy_{name.replace('-', '_')}": accuracy(row)
@@ -237,16 +292,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict:
                       "baselines": open_loop["baselines"]},
         "closed_loop": {name: {k: m[k] for k in CLOSED_LOOP_KEYS if k in m}
                         for name, m in closed_loop["planners"].items()},
-        "stage_seconds": stages.seconds,
-        "stage_seconds_when_built": stages.built,
-        "report": str(report),
-    })
-    write_json(out / "summary.json", summary)
-    from vla.demo_report import render_report
-
-    (out / "report.md").write_text(render_report(summary))  # the results table as Markdown
-    _print_summary(console, summary)
-    return summary
+    }
 
 
 @dataclass(frozen=True)
@@ -269,98 +315,139 @@ class ServedInputs:
 
 def _served_stages(config: DemoConfig, stages: _Stages, console: Console, inputs: ServedInputs):
     """serve → grpo → open loop → closed loop, on one vLLM server with LoRA enabled."""
+    from vla.serving.parity import hf_forward, synthetic_camera_images
+    from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
+
+    start = time.perf_counter()
+    per_prompt = len(inputs.data_meta["cameras"]) * inputs.data_meta["frames"]
+    server = VLLMServer(ServerConfig(model=inputs.base, served_model_name="vla-base",
+                                     enable_lora=True,
+                                     max_lora_rank=lora_rank_of(inputs.sft_adapter),
+                                     images_per_prompt=max(per_prompt, 2), max_model_len=4096),
+                        log_path=config.out / "logs" / "vllm_server.log")
+    preset = get_preset(config.scale)
+    images = synthetic_camera_images(2, preset.image_side, preset.image_side)
+    forward = hf_forward(inputs.base, images)
+    with server:
+        _check_parity(server.url, images, forward)
+        stages.finish("serve", start, f"{server.url}: server and transformers agree")
+        grpo_result = _grpo_stage(config, stages, console, inputs, server.url)
+        client = _policy_client(server.url, grpo_result, inputs.base, per_prompt)
+        open_loop = _open_loop_stage(config, stages, inputs, client)
+        closed_loop = _closed_loop_stage(config, stages, inputs, client)
+    return grpo_result, open_loop, closed_loop
+
+
+def _check_parity(url: str, images, forward) -> None:
+    """Refuse a server whose prompt tokens or first-token log-probability on the stage-1
+    model differ from transformers' (``forward``, on the same ``images``)."""
+    from vla.serving.parity import query_server
+
+    reply = query_server(url, "vla-base", images)
+    choice = reply["choices"][0]
+    server_lp = choice["logprobs"]["content"][0]["logprob"]
+    parity = (reply["prompt_token_ids"] == forward.prompt_ids and
+              abs(server_lp - forward.logprobs[choice["token_ids"][0]]) < LOGPROB_TOLERANCE)
+    if not parity:
+        raise RuntimeError("vLLM and transformers disagree on the stage-1 model's first "
+                           "token log-probability")
+
+
+def _grpo_stage(config: DemoConfig, stages: _Stages, console: Console, inputs: ServedInputs,
+                server_url: str) -> dict:
+    """``grpo``: GRPO from the SFT adapter with rollouts from the server, unless an earlier
+    run finished it; its result."""
+    from vla.rl.grpo import GRPOConfig, run_grpo
+
+    start = time.perf_counter()
+    grpo_cfg = GRPOConfig(base=str(inputs.base), adapter=str(inputs.sft_adapter),
+                          data=str(inputs.data_dir), out=str(inputs.grpo_dir),
+                          steps=config.grpo_steps, server_url=server_url,
+                          eval_samples=0,  # the open-loop stage scores the policy
+                          **_grpo_settings(config.scale))
+    grpo_result = inputs.grpo_result
+    grpo_built = grpo_result is None
+    if grpo_built:
+        grpo_result = run_grpo(grpo_cfg, console)
+    log = grpo_result.get("log") or []
+    stages.finish("grpo", start, f"{config.grpo_steps} steps"
+                  + (f", last step reward {log[-1]['reward']:.3f}" if log else ""),
+                  grpo_built)
+    return grpo_result
+
+
+def _policy_client(server_url: str, grpo_result: dict, base: Path, per_prompt: int):
+    """Load the GRPO adapter into the server as ``vla-policy``; a client of it."""
+    from vla.rl.grpo import swap_adapter
+    from vla.serving.client import VLAClient
+
+    name = "vla-policy"
+    swap_adapter(server_url, name, Path(grpo_result["adapter"]), None)
+    return VLAClient.for_model_dir(server_url, name, base, images_per_prompt=per_prompt)
+
+
+def _open_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs,
+                     client) -> dict:
+    """``open_loop``: the served policy and the blind references on stratified test samples,
+    unless an earlier run wrote them; the result."""
+    from vla.evaluation.open_loop import evaluate_open_loop
+    from vla.serving.client import EndpointPolicy
+
+    start = time.perf_counter()
+    open_loop = inputs.open_loop
+    open_loop_built = open_loop is None
+    if open_loop_built:
+        from vla.data.subsets import stratified_subset
+
+        test = inputs.dataset["test"]
+        samples = stratified_subset(test, config.open_loop_samples)
+        from vla.reference import blind_policies
+
+        open_loop = evaluate_open_loop(EndpointPolicy(client), samples, 10.0,
+                                       references=blind_policies(inputs.dataset["train"]),
+                                       k=config.open_loop_k, shortcut=False,
+                                       concurrency=8,
+                                       temperature=config.open_loop_temperature)
+        write_json(inputs.eval_dir / "open_loop.json", open_loop)
+    stages.finish("open_loop", start, f"{open_loop['samples']} test samples: ADE@3s "
+                                      f"greedy {open_loop['model']['l2_avg_3s']:.3f} m, "
+                                      f"mean of {open_loop['k']} "
+                                      f"{open_loop['model_mean_k']['l2_avg_3s']:.3f} m",
+                  open_loop_built)
+    return open_loop
+
+
+def _closed_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs,
+                       client) -> dict:
+    """``closed_loop``: the served policy and the reference planners drive the demo scenario
+    set, unless an earlier run wrote the result; the result."""
     from vla.evaluation.closed_loop import (
         ClosedLoopConfig,
         evaluate_closed_loop,
         make_planner,
         model_planner,
     )
-    from vla.evaluation.open_loop import evaluate_open_loop
     from vla.evaluation.scenarios import load_scenario_set
-    from vla.rl.grpo import GRPOConfig, run_grpo, swap_adapter
-    from vla.serving.client import EndpointPolicy, VLAClient
-    from vla.serving.parity import hf_forward, query_server, synthetic_camera_images
-    from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
-
-    dataset, data_meta, data_dir = inputs.dataset, inputs.data_meta, inputs.data_dir
-    base, sft_adapter = inputs.base, inputs.sft_adapter
-    grpo_dir, eval_dir, traces = inputs.grpo_dir, inputs.eval_dir, inputs.traces
-    grpo_result, open_loop, closed_loop = inputs.grpo_result, inputs.open_loop, inputs.closed_loop
+    from vla.serving.client import EndpointPolicy
 
     start = time.perf_counter()
-    per_prompt = len(data_meta["cameras"]) * data_meta["frames"]
-    server = VLLMServer(ServerConfig(model=base, served_model_name="vla-base", enable_lora=True,
-                                     max_lora_rank=lora_rank_of(sft_adapter),
-                                     images_per_prompt=max(per_prompt, 2), max_model_len=4096),
-                        log_path=config.out / "logs" / "vllm_server.log")
-    preset = get_preset(config.scale)
-    images = synthetic_camera_images(2, preset.image_side, preset.image_side)
-    forward = hf_forward(base, images)
-    with server:
-        reply = query_server(server.url, "vla-base", images)
-        choice = reply["choices"][0]
-        server_lp = choice["logprobs"]["content"][0]["logprob"]
-        parity = (reply["prompt_token_ids"] == forward.prompt_ids and
-                  abs(server_lp - forward.logprobs[choice["token_ids"][0]]) < LOGPROB_TOLERANCE)
-        if not parity:
-            raise RuntimeError("vLLM and transformers disagree on the stage-1 model's first "
-                               "token log-probability")
-        stages.finish("serve", start, f"{server.url}: server and transformers agree")
-
-        start = time.perf_counter()
-        grpo_cfg = GRPOConfig(base=str(base), adapter=str(sft_adapter), data=str(data_dir),
-                              out=str(grpo_dir), steps=config.grpo_steps, server_url=server.url,
-                              eval_samples=0,  # the open-loop stage scores the policy
-                              **_grpo_settings(config.scale))
-        grpo_built = grpo_result is None
-        if grpo_built:
-            grpo_result = run_grpo(grpo_cfg, console)
-        log = grpo_result.get("log") or []
-        stages.finish("grpo", start, f"{config.grpo_steps} steps"
-                      + (f", last step reward {log[-1]['reward']:.3f}" if log else ""),
-                      grpo_built)
-
-        name = "vla-policy"
-        swap_adapter(server.url, name, Path(grpo_result["adapter"]), None)
-        client = VLAClient.for_model_dir(server.url, name, base, images_per_prompt=per_prompt)
-        start = time.perf_counter()
-        open_loop_built = open_loop is None
-        if open_loop_built:
-            from vla.data.subsets import stratified_subset
-
-            test = dataset["test"]
-            samples = stratified_subset(test, config.open_loop_samples)
-            from vla.reference import blind_policies
-
-            open_loop = evaluate_open_loop(EndpointPolicy(client), samples, 10.0,
-                                           references=blind_policies(dataset["train"]),
-                                           k=config.open_loop_k, shortcut=False,
-                                           concurrency=8,
-                                           temperature=config.open_loop_temperature)
-            write_json(eval_dir / "open_loop.json", open_loop)
-        stages.finish("open_loop", start, f"{open_loop['samples']} test samples: ADE@3s "
-                                          f"greedy {open_loop['model']['l2_avg_3s']:.3f} m, "
-                                          f"mean of {open_loop['k']} "
-                                          f"{open_loop['model_mean_k']['l2_avg_3s']:.3f} m",
-                      open_loop_built)
-
-        start = time.perf_counter()
-        closed_loop_built = closed_loop is None
-        if closed_loop_built:
-            trace_path = traces / "closed_loop.jsonl"
-            trace_path.unlink(missing_ok=True)
-            cl_config = ClosedLoopConfig(load_scenario_set(resource_path(SCENARIOS)), gif=True)
-            planners = [model_planner(EndpointPolicy(client))] + [
-                make_planner(name) for name in ("damped-prior", "expert-tracked",
-                                                "constant-velocity")]
-            closed_loop = evaluate_closed_loop(planners, cl_config, config.closed_loop_episodes,
-                                               workers=config.workers,
-                                               seed=0, trace_path=trace_path)
-            write_json(eval_dir / "closed_loop.json", closed_loop)
-        pdms = {n: m["pdms_like"] for n, m in closed_loop["planners"].items()}
-        stages.finish("closed_loop", start, f"{closed_loop['episodes']} episodes; PDMS-like " +
-                      ", ".join(f"{n} {v:.3f}" for n, v in pdms.items()), closed_loop_built)
-    return grpo_result, open_loop, closed_loop
+    closed_loop = inputs.closed_loop
+    closed_loop_built = closed_loop is None
+    if closed_loop_built:
+        trace_path = inputs.traces / "closed_loop.jsonl"
+        trace_path.unlink(missing_ok=True)
+        cl_config = ClosedLoopConfig(load_scenario_set(resource_path(SCENARIOS)), gif=True)
+        planners = [model_planner(EndpointPolicy(client))] + [
+            make_planner(name) for name in ("damped-prior", "expert-tracked",
+                                            "constant-velocity")]
+        closed_loop = evaluate_closed_loop(planners, cl_config, config.closed_loop_episodes,
+                                           workers=config.workers,
+                                           seed=0, trace_path=trace_path)
+        write_json(inputs.eval_dir / "closed_loop.json", closed_loop)
+    pdms = {n: m["pdms_like"] for n, m in closed_loop["planners"].items()}
+    stages.finish("closed_loop", start, f"{closed_loop['episodes']} episodes; PDMS-like " +
+                  ", ".join(f"{n} {v:.3f}" for n, v in pdms.items()), closed_loop_built)
+    return closed_loop
 
 
 def _grpo_settings(scale: str) -> dict:

@@ -172,10 +172,49 @@ def split_events(events: dict[int, str], split: dict[int, str]) -> dict[str, dic
     return {s: dict(sorted(counts[s].items())) for s in SPLITS}
 
 
+def _simulate_episodes(jobs: list[tuple], workers: int, progress: bool) -> list[tuple]:
+    """Every episode job's result (:func:`_episode_job`), in the order they finish: in
+    ``workers`` forked processes, or here when ``workers`` is 1."""
+    from tqdm import tqdm
+
+    results = []
+    if workers == 1:
+        iterator = map(_episode_job, jobs)
+        pool = None
+    else:
+        pool = mp.get_context("fork").Pool(workers)
+        iterator = pool.imap_unordered(_episode_job, jobs)
+    try:
+        for result in tqdm(iterator, total=len(jobs), disable=not progress, desc="episodes",
+                           unit="ep"):
+            results.append(result)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return results
+
+
+def _rows_by_split(results: list[tuple], split_of: dict[int, str]):
+    """The kept episodes' rows grouped by split (in episode order), the dropped episodes
+    counted by reason and by scenario, and the episodes' total CPU seconds."""
+    rows_by_split: dict[str, list] = {s: [] for s in SPLITS}
+    dropped: Counter = Counter()
+    dropped_by_scenario: Counter = Counter()
+    cpu_seconds = 0.0
+    for index, event, rows, reason, seconds in results:
+        cpu_seconds += seconds
+        if rows is None:
+            dropped[reason] += 1
+            dropped_by_scenario[event] += 1
+            continue
+        rows_by_split[split_of[index]].extend(rows)
+    return rows_by_split, dropped, dropped_by_scenario, cpu_seconds
+
+
 def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -> dict:
     """Build the data set into ``out`` (which must not exist yet); return its metadata."""
     from datasets import Dataset, DatasetDict
-    from tqdm import tqdm
 
     out = Path(out)
     if out.exists():
@@ -187,37 +226,13 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
     specs = episode_specs(recipe, config.episodes, config.seed)
     seeds = np.random.default_rng(config.seed).integers(0, 2**31 - 1, size=config.episodes)
     jobs = [(i, spec, int(seeds[i]), config.samples) for i, spec in enumerate(specs)]
-    rows_by_split: dict[str, list] = {s: [] for s in SPLITS}
-    dropped: Counter = Counter()
-    dropped_by_scenario: Counter = Counter()
-    cpu_seconds = 0.0
     start = time.perf_counter()
-    results = []
-    if config.workers == 1:
-        iterator = map(_episode_job, jobs)
-        pool = None
-    else:
-        pool = mp.get_context("fork").Pool(config.workers)
-        iterator = pool.imap_unordered(_episode_job, jobs)
-    try:
-        for result in tqdm(iterator, total=len(jobs), disable=not progress, desc="episodes",
-                           unit="ep"):
-            results.append(result)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    results = _simulate_episodes(jobs, config.workers, progress)
     wall = time.perf_counter() - start
     results.sort(key=lambda r: r[0])
     kept = {index: event for index, event, rows, _, _ in results if rows is not None}
     split_of = split_by_event(kept, config.split_fractions, config.seed)
-    for index, event, rows, reason, seconds in results:
-        cpu_seconds += seconds
-        if rows is None:
-            dropped[reason] += 1
-            dropped_by_scenario[event] += 1
-            continue
-        rows_by_split[split_of[index]].extend(rows)
+    rows_by_split, dropped, dropped_by_scenario, cpu_seconds = _rows_by_split(results, split_of)
     n_samples = sum(len(r) for r in rows_by_split.values())
     feats = features(config.samples)
     # a split left empty (all its episodes dropped) is not saved; `vla data check` reports it

@@ -144,109 +144,139 @@ def _side(y: float) -> str:
     return "on the left" if y > 0 else "on the right"
 
 
-def make_label(log: EpisodeLog, k0: int, horizon_steps: int) -> Label:
-    """The Cause-of-Change label of the keyframe at step ``k0``."""
-    ego = log.ego_id
-    k_prev = max(0, k0 - int(round(FRAME_GAP_S / DT)))
-    rec = log.records[k0]
-    v0 = float(log.state[ego, k0, 3])
-    kin = _kinematic_from_commands(log, k0)
-    lat = _lateral(log, k0, horizon_steps)
+def _yield_partner(log: EpisodeLog, k0: int) -> tuple[int | None, bool]:
+    """The agent the driver yields to (or is blocked by) within the yield look-ahead, and
+    whether it yields at all."""
     look = log.records[k0:k0 + int(round(YIELD_LOOKAHEAD_S / DT))]
     partner = next((r["yield_to"] for r in look if r["yielding"] and r["yield_to"] is not None),
                    None)
     if partner is None:
         partner = next((r["blocked_by"] for r in look if r["blocked_by"] is not None), None)
     yielding = any(r["yielding"] for r in look) or partner is not None
-    leader = rec["leader"]
-    leader_matters = (leader is not None and rec["gap"] is not None and rec["desired_gap"]
-                      and 0 < rec["gap"] < LEADER_RELEVANCE * rec["desired_gap"])
+    return partner, yielding
 
-    if yielding and kin in ("decelerate", "stop") and log.spec.road != "highway":
-        lon = "yield"
-    elif kin == "keep_speed" and leader_matters:
-        lon = "follow"
-    else:
-        lon = kin
-    decision = MetaAction(lon, lat)
-    action = f"so {LON_PHRASE[lon]} and {LAT_PHRASE[lat]}"
+
+def _leader_matters(rec: dict) -> bool:
+    """The driver's IDM leader is close enough to matter (gap below ``LEADER_RELEVANCE``
+    times the desired gap)."""
+    return bool(rec["leader"] is not None and rec["gap"] is not None and rec["desired_gap"]
+                and 0 < rec["gap"] < LEADER_RELEVANCE * rec["desired_gap"])
+
+
+def _longitudinal(kin: str, yielding: bool, leader_matters: bool, road: str) -> str:
+    """The longitudinal decision: ``yield`` or ``follow`` where the driver's reasons say so,
+    else the kinematic class of its commands."""
+    if yielding and kin in ("decelerate", "stop") and road != "highway":
+        return "yield"
+    if kin == "keep_speed" and leader_matters:
+        return "follow"
+    return kin
+
+
+def _action_phrase(lon: str, lat: str) -> str:
+    """The sentence's closing clause: what we do about it."""
     if lon == "follow" and lat != "keep_lane":
-        action = f"so keep speed and {LAT_PHRASE[lat]}"
-    critical: list[dict] = []
+        return f"so keep speed and {LAT_PHRASE[lat]}"
+    return f"so {LON_PHRASE[lon]} and {LAT_PHRASE[lat]}"
 
-    if lon == "yield":
-        place = PLACE.get(log.spec.road, "junction")
-        critical.append({"kind": "rule", "rule": f"{place}_priority", "facts": ["priority", place]})
-        if partner is not None and not np.isnan(log.state[partner, k0, 0]):
-            a = _describe(log, partner, k0, k_prev)
-            a["motion"] = "has_priority"
-            a["facts"] = [_side_fact(a["position_m"][1])]
-            critical.insert(0, a)
-            d1 = float(np.hypot(*a["frame1_position_m"]))
-            d2 = float(np.hypot(*a["position_m"]))
-            sentence = (f"A car {_side(a['position_m'][1])} has right of way at "
-                        f"the {place}: it is {d2:.0f} m away, {d1:.0f} m in frame 1 and "
-                        f"{d2:.0f} m in frame 2, driving {a['speed_mps']:.0f} m/s, {action}.")
-        else:
-            sentence = f"Traffic with right of way is crossing the {place} ahead, {action}."
-        return Label(decision, critical, sentence)
 
+def _yield_label(log: EpisodeLog, k0: int, k_prev: int, partner: int | None,
+                 decision: MetaAction, action: str) -> Label:
+    """A ``yield`` label: the place's priority rule, and the vehicle with right of way when
+    it is on the road at t0."""
+    place = PLACE.get(log.spec.road, "junction")
+    critical = [{"kind": "rule", "rule": f"{place}_priority", "facts": ["priority", place]}]
+    if partner is not None and not np.isnan(log.state[partner, k0, 0]):
+        a = _describe(log, partner, k0, k_prev)
+        a["motion"] = "has_priority"
+        a["facts"] = [_side_fact(a["position_m"][1])]
+        critical.insert(0, a)
+        d1 = float(np.hypot(*a["frame1_position_m"]))
+        d2 = float(np.hypot(*a["position_m"]))
+        sentence = (f"A car {_side(a['position_m'][1])} has right of way at "
+                    f"the {place}: it is {d2:.0f} m away, {d1:.0f} m in frame 1 and "
+                    f"{d2:.0f} m in frame 2, driving {a['speed_mps']:.0f} m/s, {action}.")
+    else:
+        sentence = f"Traffic with right of way is crossing the {place} ahead, {action}."
+    return Label(decision, critical, sentence)
+
+
+def _cause_agent(log: EpisodeLog, k0: int, k_prev: int, lat: str,
+                 leader_matters: bool) -> int | None:
+    """The agent that causes the decision, seen in both frames: the leader a lane change
+    leaves, else a leader that matters; None when there is none."""
+    rec = log.records[k0]
     cause_agent = None
     reason = rec.get("lane_change_reason")
     if lat.startswith("lane_change") and reason and reason.get("old_leader") is not None:
         cause_agent = reason["old_leader"]
     elif leader_matters:
-        cause_agent = leader
+        cause_agent = rec["leader"]
     if cause_agent is not None and not np.isnan(log.state[cause_agent, k0, 0]) \
             and not np.isnan(log.state[cause_agent, k_prev, 0]):
-        a = _describe(log, cause_agent, k0, k_prev)
-        g1, g2 = a["frame1_position_m"][0], a["position_m"][0]
-        y1, y2 = a["frame1_position_m"][1], a["position_m"][1]
-        v1, v2 = a["frame1_speed_mps"], a["speed_mps"]
-        name = "stopped vehicle" if log.kind[cause_agent] != "car" else "car"
-        if log.kind[cause_agent] != "car" or v2 < 0.5:
-            a["motion"] = "stopped"
-            a["facts"] = ["stopped", "lead"]
-            sentence = (f"A {name} is stopped in our lane {g2:.0f} m ahead: "
-                        f"it did not move between frame 1 and frame 2 while the gap shrank from "
-                        f"{g1:.0f} m to {g2:.0f} m, {action}.")
-        elif abs(y1) - abs(y2) > 0.5 and abs(y1) > 1.5:
-            a["motion"] = "cutting_in"
-            side = "left" if y1 > 0 else "right"
-            a["facts"] = ["cutting_in", side]
-            sentence = (f"A car from the {side} lane is cutting in "
-                        f"{g2:.0f} m ahead: its lateral offset went from {abs(y1):.1f} m in "
-                        f"frame 1 to {abs(y2):.1f} m in frame 2, {action}.")
-        elif (a["accel_mps2"] < -1.0 or v2 < v1 - 0.6) and lon != "accelerate":
-            # (a braking leader we still speed up behind is not why we act: "leading")
-            a["motion"] = "braking"
-            a["facts"] = ["lead", "braking"]
-            sentence = (f"The lead car {g2:.0f} m ahead is braking, brake "
-                        f"lights on in frame 2: its speed fell from {v1:.0f} to {v2:.0f} m/s "
-                        f"and the gap shrank from {g1:.0f} m to {g2:.0f} m between frame 1 and "
-                        f"frame 2, {action}.")
-        elif lat.startswith("lane_change"):
-            a["motion"] = "slower"
-            side = "left" if lat.endswith("left") else "right"
-            a["facts"] = ["lead", "slower", f"room_{side}"]
-            sentence = (f"The car ahead drives {v2:.0f} m/s, slower than our "
-                        f"{v0:.0f} m/s, and the gap went from {g1:.0f} m to {g2:.0f} m between "
-                        f"frame 1 and frame 2 while the {side} lane has room, {action}.")
-        else:
-            a["motion"] = "leading"
-            a["facts"] = ["lead"]
-            sentence = (f"The lead car is {g2:.0f} m ahead at {v2:.0f} m/s "
-                        f"(gap {g1:.0f} m in frame 1, {g2:.0f} m in frame 2; we drive "
-                        f"{v0:.0f} m/s), {action}.")
-        a["relation"] = "lead" if abs(y2) < 2.5 else "adjacent"
-        critical.append(a)
-        return Label(decision, critical, sentence)
+        return cause_agent
+    return None
 
+
+def _agent_label(log: EpisodeLog, agent: int, k0: int, k_prev: int, v0: float,
+                 decision: MetaAction, action: str) -> Label:
+    """A label caused by one agent: what it does across the two frames (stopped, cutting
+    in, braking, slower than us, leading) and the sentence that cites it."""
+    lon, lat = decision.longitudinal, decision.lateral
+    a = _describe(log, agent, k0, k_prev)
+    g1, g2 = a["frame1_position_m"][0], a["position_m"][0]
+    y1, y2 = a["frame1_position_m"][1], a["position_m"][1]
+    v1, v2 = a["frame1_speed_mps"], a["speed_mps"]
+    name = "stopped vehicle" if log.kind[agent] != "car" else "car"
+    if log.kind[agent] != "car" or v2 < 0.5:
+        a["motion"] = "stopped"
+        a["facts"] = ["stopped", "lead"]
+        sentence = (f"A {name} is stopped in our lane {g2:.0f} m ahead: "
+                    f"it did not move between frame 1 and frame 2 while the gap shrank from "
+                    f"{g1:.0f} m to {g2:.0f} m, {action}.")
+    elif abs(y1) - abs(y2) > 0.5 and abs(y1) > 1.5:
+        a["motion"] = "cutting_in"
+        side = "left" if y1 > 0 else "right"
+        a["facts"] = ["cutting_in", side]
+        sentence = (f"A car from the {side} lane is cutting in "
+                    f"{g2:.0f} m ahead: its lateral offset went from {abs(y1):.1f} m in "
+                    f"frame 1 to {abs(y2):.1f} m in frame 2, {action}.")
+    elif (a["accel_mps2"] < -1.0 or v2 < v1 - 0.6) and lon != "accelerate":
+        # (a braking leader we still speed up behind is not why we act: "leading")
+        a["motion"] = "braking"
+        a["facts"] = ["lead", "braking"]
+        sentence = (f"The lead car {g2:.0f} m ahead is braking, brake "
+                    f"lights on in frame 2: its speed fell from {v1:.0f} to {v2:.0f} m/s "
+                    f"and the gap shrank from {g1:.0f} m to {g2:.0f} m between frame 1 and "
+                    f"frame 2, {action}.")
+    elif lat.startswith("lane_change"):
+        a["motion"] = "slower"
+        side = "left" if lat.endswith("left") else "right"
+        a["facts"] = ["lead", "slower", f"room_{side}"]
+        sentence = (f"The car ahead drives {v2:.0f} m/s, slower than our "
+                    f"{v0:.0f} m/s, and the gap went from {g1:.0f} m to {g2:.0f} m between "
+                    f"frame 1 and frame 2 while the {side} lane has room, {action}.")
+    else:
+        a["motion"] = "leading"
+        a["facts"] = ["lead"]
+        sentence = (f"The lead car is {g2:.0f} m ahead at {v2:.0f} m/s "
+                    f"(gap {g1:.0f} m in frame 1, {g2:.0f} m in frame 2; we drive "
+                    f"{v0:.0f} m/s), {action}.")
+    a["relation"] = "lead" if abs(y2) < 2.5 else "adjacent"
+    return Label(decision, [a], sentence)
+
+
+def _clear_way_label(log: EpisodeLog, k0: int, v0: float, decision: MetaAction,
+                     action: str) -> Label:
+    """A label with no agent to cite: the lane ahead is clear (and, for a turn, the route
+    turns at the junction)."""
     # the driver's target speed is hidden (not in the cameras nor the prompt): never cited
+    rec = log.records[k0]
+    lat = decision.lateral
     free = float(rec["gap"]) if rec["gap"] is not None else None
     lane_state = {"kind": "lane", "lane": "ego_lane", "state": "clear",
                   "free_m": round(free, 0) if free is not None else None, "facts": ["clear"]}
-    critical.append(lane_state)
+    critical = [lane_state]
     clear = f"clear for {free:.0f} m" if free is not None else "clear"
     if lat.startswith("turn"):
         place = PLACE.get(log.spec.road, "junction")
@@ -257,3 +287,24 @@ def make_label(log: EpisodeLog, k0: int, horizon_steps: int) -> Label:
     else:
         sentence = f"The lane ahead is {clear} and we drive {v0:.0f} m/s, {action}."
     return Label(decision, critical, sentence)
+
+
+def make_label(log: EpisodeLog, k0: int, horizon_steps: int) -> Label:
+    """The Cause-of-Change label of the keyframe at step ``k0``: the decision from the
+    driver's commands and plan, then the critical components and the sentence of the first
+    cause that applies (a yield, an agent, else the clear way)."""
+    k_prev = max(0, k0 - int(round(FRAME_GAP_S / DT)))
+    v0 = float(log.state[log.ego_id, k0, 3])
+    kin = _kinematic_from_commands(log, k0)
+    lat = _lateral(log, k0, horizon_steps)
+    partner, yielding = _yield_partner(log, k0)
+    leader_matters = _leader_matters(log.records[k0])
+    lon = _longitudinal(kin, yielding, leader_matters, log.spec.road)
+    decision = MetaAction(lon, lat)
+    action = _action_phrase(lon, lat)
+    if lon == "yield":
+        return _yield_label(log, k0, k_prev, partner, decision, action)
+    agent = _cause_agent(log, k0, k_prev, lat, leader_matters)
+    if agent is not None:
+        return _agent_label(log, agent, k0, k_prev, v0, decision, action)
+    return _clear_way_label(log, k0, v0, decision, action)

@@ -33,6 +33,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -271,51 +272,49 @@ def _last_step(out: Path) -> int:
     return json.loads(state.read_text())["step"] if state.is_file() else 0  # written atomically
 
 
+@dataclass
+class _Run:
+    """What every step of a GRPO run uses: the prompts, the policy, how rollouts are scored
+    and where steps and rollouts are logged."""
+
+    config: GRPOConfig
+    out: Path
+    train: Any  # the data set's train split
+    policy: PolicyModel
+    codec: Any  # the base model's trajectory codec
+    weights: RewardWeights
+    judge: Any  # a vla.rl.judge.JudgeConfig, or None
+    log_path: Path
+    trace_path: Path
+
+
 def run_grpo(config: GRPOConfig, console=None) -> dict:
     """Run (or resume) GRPO; returns the per-step log. Needs a running or startable vLLM."""
-    import torch
     from rich.console import Console
     from tqdm import tqdm
 
     from vla.data.build import load_dataset_dir
     from vla.model.loading import load_codec_of
     from vla.serving.client import EndpointPolicy, VLAClient
-    from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
 
     console = console or Console()
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     weights = RewardWeights(**config.reward_weights)
-    judge = None
-    if config.judge_url:
-        from vla.rl.judge import JudgeConfig
-
-        judge = JudgeConfig(config.judge_url, config.judge_model or "judge")
+    judge = _judge_of(config)
     dataset, meta = load_dataset_dir(config.data)
     train = dataset["train"]
     codec = load_codec_of(config.base)
     per_prompt = len(meta["cameras"]) * meta["frames"]
-    start = _last_step(out)
-    adapter_dir = out / "adapters" / f"step-{start}" if start else Path(config.adapter)
-    policy = PolicyModel(config.base, str(adapter_dir), config.learning_rate, config.temperature,
-                         config.top_p, reference=config.adapter if config.beta_kl > 0 else None)
-    if start and (out / "optimizer.pt").is_file():
-        policy.optimizer.load_state_dict(torch.load(out / "optimizer.pt"))
-        console.print(f"resuming GRPO after step {start}")
+    start, adapter_dir, policy = _resume(config, out, console)
     log_path, trace_path = out / "grpo_log.jsonl", out / "rollouts.jsonl"
     for path in (log_path, trace_path):  # drop what a killed run wrote after its last save
         trim_log(path, start)
+    run = _Run(config, out, train, policy, codec, weights, judge, log_path,
+               trace_path)
 
-    server = None
-    url = config.server_url
-    if url is None:
-        server = VLLMServer(ServerConfig(model=Path(config.base), enable_lora=True,
-                                         max_lora_rank=lora_rank_of(config.adapter),
-                                         images_per_prompt=max(per_prompt, 2),
-                                         max_model_len=4096),
-                            log_path=out / "vllm_server.log").start()
-        url = server.url
+    server, url = _rollout_server(config, out, per_prompt)
     try:
         name = f"policy-{start}"
         swap_adapter(url, name, adapter_dir, None)
@@ -326,42 +325,103 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
                                  top_p=config.top_p)
         for step in tqdm(range(start + 1, config.steps + 1), desc="grpo", initial=start,
                          total=config.steps):
-            t0 = time.perf_counter()
-            rng = np.random.default_rng([config.seed, step])
-            picks = rng.choice(len(train), size=config.prompts_per_step, replace=False)
-            samples = [train[int(i)] for i in picks]
-            sampler.client.model = name
-            outputs = sampler.decide(samples, config.group_size, config.temperature)
-            t_roll = time.perf_counter() - t0
-            groups, all_rewards = [], []
-            for i, sample in enumerate(samples):
-                group = outputs[i * config.group_size:(i + 1) * config.group_size]
-                scored = [score_completion(o.text, sample, codec, weights, judge)
-                          for o in group]
-                totals = np.array([s.total for s in scored])
-                all_rewards.append(scored)
-                for output, s in zip(group, scored, strict=True):
-                    append_trace(trace_path, grpo_record(output, sample, name, step,
-                                                         s.to_json()))
-                if np.ptp(totals) > 0:
-                    groups.append((sample, [o.token_ids for o in group],
-                                   group_advantages(totals)))
-            stats = _update(policy, groups, config)
-            new_dir = out / "adapters" / f"step-{step}"
-            policy.save(new_dir)
-            new_name = f"policy-{step}"
-            swap_adapter(url, new_name, new_dir, name)
-            name = new_name
-            torch.save(policy.optimizer.state_dict(), out / "optimizer.pt")
-            record = {"step": step, "adapter": new_name, "seconds": round(
-                time.perf_counter() - t0, 2), "rollout_seconds": round(t_roll, 2), **stats,
-                **_reward_means(all_rewards)}
-            append_trace(log_path, record)
-            write_json(out / "state.json", {"step": step, "adapter": str(new_dir)})
-            _prune(out / "adapters", keep=step)
+            name = _step(run, step, sampler, url, name)
     finally:
         if server is not None:
             server.stop()
+    return _finish(config, out, dataset, log_path)
+
+
+def _judge_of(config: GRPOConfig):
+    """The reasoning judge of the run (a ``JudgeConfig``), or None without ``judge_url``."""
+    if not config.judge_url:
+        return None
+    from vla.rl.judge import JudgeConfig
+
+    return JudgeConfig(config.judge_url, config.judge_model or "judge")
+
+
+def _resume(config: GRPOConfig, out: Path, console) -> tuple[int, Path, PolicyModel]:
+    """The last step saved under ``out`` (0 for a fresh run), the adapter to start from, and
+    the policy on it (with the optimizer's saved state when resuming)."""
+    import torch
+
+    start = _last_step(out)
+    adapter_dir = out / "adapters" / f"step-{start}" if start else Path(config.adapter)
+    policy = PolicyModel(config.base, str(adapter_dir), config.learning_rate, config.temperature,
+                         config.top_p, reference=config.adapter if config.beta_kl > 0 else None)
+    if start and (out / "optimizer.pt").is_file():
+        policy.optimizer.load_state_dict(torch.load(out / "optimizer.pt"))
+        console.print(f"resuming GRPO after step {start}")
+    return start, adapter_dir, policy
+
+
+def _rollout_server(config: GRPOConfig, out: Path, per_prompt: int):
+    """(the server started for the run, or None; the rollout URL): ``server_url`` when given,
+    else a LoRA-enabled vLLM server on the base model."""
+    from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
+
+    if config.server_url is not None:
+        return None, config.server_url
+    server = VLLMServer(ServerConfig(model=Path(config.base), enable_lora=True,
+                                     max_lora_rank=lora_rank_of(config.adapter),
+                                     images_per_prompt=max(per_prompt, 2),
+                                     max_model_len=4096),
+                        log_path=out / "vllm_server.log").start()
+    return server, server.url
+
+
+def _step(run: _Run, step: int, sampler, url: str, name: str) -> str:
+    """One GRPO step: sample groups for the step's prompts from the served adapter ``name``,
+    score them, update the policy, serve the new adapter in its place, log the step; returns
+    the new adapter's served name."""
+    import torch
+
+    config, out = run.config, run.out
+    t0 = time.perf_counter()
+    rng = np.random.default_rng([config.seed, step])
+    picks = rng.choice(len(run.train), size=config.prompts_per_step, replace=False)
+    samples = [run.train[int(i)] for i in picks]
+    sampler.client.model = name
+    outputs = sampler.decide(samples, config.group_size, config.temperature)
+    t_roll = time.perf_counter() - t0
+    groups, all_rewards = _score_groups(run, samples, outputs, name, step)
+    stats = _update(run.policy, groups, config)
+    new_dir = out / "adapters" / f"step-{step}"
+    run.policy.save(new_dir)
+    new_name = f"policy-{step}"
+    swap_adapter(url, new_name, new_dir, name)
+    torch.save(run.policy.optimizer.state_dict(), out / "optimizer.pt")
+    record = {"step": step, "adapter": new_name, "seconds": round(
+        time.perf_counter() - t0, 2), "rollout_seconds": round(t_roll, 2), **stats,
+        **_reward_means(all_rewards)}
+    append_trace(run.log_path, record)
+    write_json(out / "state.json", {"step": step, "adapter": str(new_dir)})
+    _prune(out / "adapters", keep=step)
+    return new_name
+
+
+def _score_groups(run: _Run, samples: list, outputs: list, name: str, step: int):
+    """Score each prompt's group of completions and trace them; the groups whose rewards
+    differ, as (sample, completion token ids, advantages), and every group's scores."""
+    size = run.config.group_size
+    groups, all_rewards = [], []
+    for i, sample in enumerate(samples):
+        group = outputs[i * size:(i + 1) * size]
+        scored = [score_completion(o.text, sample, run.codec, run.weights, run.judge)
+                  for o in group]
+        totals = np.array([s.total for s in scored])
+        all_rewards.append(scored)
+        for output, s in zip(group, scored, strict=True):
+            append_trace(run.trace_path, grpo_record(output, sample, name, step, s.to_json()))
+        if np.ptp(totals) > 0:
+            groups.append((sample, [o.token_ids for o in group], group_advantages(totals)))
+    return groups, all_rewards
+
+
+def _finish(config: GRPOConfig, out: Path, dataset, log_path: Path) -> dict:
+    """Copy the last step's adapter to ``out/adapter``, plot the rewards, validate the adapter
+    on the test split when asked; write and return the result."""
     final = out / "adapter"
     shutil.rmtree(final, ignore_errors=True)
     shutil.copytree(out / "adapters" / f"step-{config.steps}", final)
