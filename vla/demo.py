@@ -332,9 +332,9 @@ def _served_stages(config: DemoConfig, stages: _Stages, console: Console, inputs
         _check_parity(server.url, images, forward)
         stages.finish("serve", start, f"{server.url}: server and transformers agree")
         grpo_result = _grpo_stage(config, stages, console, inputs, server.url)
-        client = _policy_client(server.url, grpo_result, inputs.base, per_prompt)
-        open_loop = _open_loop_stage(config, stages, inputs, client)
-        closed_loop = _closed_loop_stage(config, stages, inputs, client)
+        policy = _served_policy(server.url, grpo_result, inputs.base, per_prompt)
+        open_loop = _open_loop_stage(config, stages, inputs, policy)
+        closed_loop = _closed_loop_stage(config, stages, inputs, policy)
     return grpo_result, open_loop, closed_loop
 
 
@@ -376,23 +376,22 @@ def _grpo_stage(config: DemoConfig, stages: _Stages, console: Console, inputs: S
     return grpo_result
 
 
-def _policy_client(server_url: str, grpo_result: dict, base: Path, per_prompt: int):
-    """Load the GRPO adapter into the server as ``vla-policy``; a client of it."""
+def _served_policy(server_url: str, grpo_result: dict, base: Path, per_prompt: int):
+    """Load the GRPO adapter into the server as ``vla-policy``; the policy it serves."""
+    from vla.policy_factory import make_policy
     from vla.rl.grpo import swap_adapter
-    from vla.serving.client import VLAClient
 
     name = "vla-policy"
     swap_adapter(server_url, name, Path(grpo_result["adapter"]), None)
-    return VLAClient.for_model_dir(server_url, name, base, images_per_prompt=per_prompt)
+    return make_policy(model_dir=base, endpoint=server_url, served_model=name,
+                       images_per_prompt=per_prompt, check_server=False)
 
 
 def _open_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs,
-                     client) -> dict:
+                     policy) -> dict:
     """``open_loop``: the served policy and the blind references on stratified test samples,
     unless an earlier run wrote them; the result."""
     from vla.evaluation.open_loop import evaluate_open_loop
-    from vla.serving.client import EndpointPolicy
-
     start = time.perf_counter()
     open_loop = inputs.open_loop
     open_loop_built = open_loop is None
@@ -403,7 +402,7 @@ def _open_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs,
         samples = stratified_subset(test, config.open_loop_samples)
         from vla.reference import blind_policies
 
-        open_loop = evaluate_open_loop(EndpointPolicy(client), samples, 10.0,
+        open_loop = evaluate_open_loop(policy, samples, 10.0,
                                        references=blind_policies(inputs.dataset["train"]),
                                        k=config.open_loop_k, shortcut=False,
                                        concurrency=8,
@@ -418,7 +417,7 @@ def _open_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs,
 
 
 def _closed_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs,
-                       client) -> dict:
+                       policy) -> dict:
     """``closed_loop``: the served policy and the reference planners drive the demo scenario
     set, unless an earlier run wrote the result; the result."""
     from vla.evaluation.closed_loop import (
@@ -428,7 +427,6 @@ def _closed_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs
         model_planner,
     )
     from vla.evaluation.scenarios import load_scenario_set
-    from vla.serving.client import EndpointPolicy
 
     start = time.perf_counter()
     closed_loop = inputs.closed_loop
@@ -437,7 +435,7 @@ def _closed_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs
         trace_path = inputs.traces / "closed_loop.jsonl"
         trace_path.unlink(missing_ok=True)
         cl_config = ClosedLoopConfig(load_scenario_set(resource_path(SCENARIOS)), gif=True)
-        planners = [model_planner(EndpointPolicy(client))] + [
+        planners = [model_planner(policy)] + [
             make_planner(name) for name in ("damped-prior", "expert-tracked",
                                             "constant-velocity")]
         closed_loop = evaluate_closed_loop(planners, cl_config, config.closed_loop_episodes,

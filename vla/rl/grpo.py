@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from vla.jsonfile import write_json
+from vla.policy_factory import make_policy
 from vla.rl.rewards import RewardWeights, score_completion
 from vla.traces import append_trace, grpo_record, read_traces, trim_log
 
@@ -295,7 +296,6 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
 
     from vla.data.build import load_dataset_dir
     from vla.model.loading import load_codec_of
-    from vla.serving.client import EndpointPolicy, VLAClient
 
     console = console or Console()
     out = config.out_dir
@@ -320,9 +320,9 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
         swap_adapter(url, name, adapter_dir, None)
         # the requests carry no seed (see EndpointPolicy): each step's rollouts are sampled
         # by the server from the current adapter, at the run's temperature and top-p
-        sampler = EndpointPolicy(VLAClient.for_model_dir(url, name, config.base,
-                                                         images_per_prompt=per_prompt),
-                                 top_p=config.top_p)
+        sampler = make_policy(model_dir=config.base, endpoint=url, served_model=name,
+                              images_per_prompt=per_prompt, top_p=config.top_p,
+                              check_server=False)
         for step in tqdm(range(start + 1, config.steps + 1), desc="grpo", initial=start,
                          total=config.steps):
             name = _step(run, step, sampler, url, name)
@@ -430,7 +430,6 @@ def _finish(config: GRPOConfig, out: Path, dataset, log_path: Path) -> dict:
     result = {"steps": config.steps, "adapter": str(final), "log": log}
     if config.eval_samples:
         from vla.data.subsets import stratified_subset
-        from vla.policy_factory import make_policy
         from vla.training.validate import validate
 
         split = dataset["test"]
