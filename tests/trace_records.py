@@ -205,7 +205,7 @@ def build_trace(data_dir: Path, out: Path, n_samples: int = 3) -> BuiltTrace:
                "scenario": first["scenario"], "seed": 7,
                "metrics": {"collision": collision, "off_road": 0, "progress": 0.8,
                            "ttc_violations": 0, "comfort": 1, "pdms_like": score,
-                           "pdms": score, "decision_accuracy_lon": accuracy[0],
+                           "decision_accuracy_lon": accuracy[0],
                            "decision_accuracy_lat": accuracy[1], "decisions": 3 - 2 * collision,
                            "parse_rate": 1.0 if planner == "model" else None},
                "gif": "frames/ep0.gif"})

@@ -80,8 +80,8 @@ Per kind:
     ``trajectory_world`` (``[[x, y], ...]`` or null).
 ``closed_loop_episode``
     ``episode``, ``planner``, ``scenario``, ``seed``, ``metrics``: ``{collision, off_road,
-    progress, ttc_violations, min_ttc_s, comfort, comfort_peaks, pdms_like, pdms (the same
-    number as pdms_like, for older readers), decision_accuracy_lon, decision_accuracy_lat
+    progress, ttc_violations, min_ttc_s, comfort, comfort_peaks, pdms_like,
+    decision_accuracy_lon, decision_accuracy_lat
     (the mean of the episode's non-null decision_correct_lon / _lat, or null), decisions,
     parse_rate, seconds_simulated}`` and ``gif`` (a path relative to the trace file's
     folder, or null).

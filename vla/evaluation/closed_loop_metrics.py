@@ -58,15 +58,11 @@ def driven_metrics(episode: Episode) -> dict:
 
 def with_progress(metrics: dict, ego_xy: np.ndarray, expert_xy: np.ndarray) -> dict:
     """``metrics`` (from :func:`driven_metrics`) with progress against the expert's path and
-    the PDMS-like score (also under ``pdms``, the same number, for older readers)."""
+    the PDMS-like score."""
     ep = dm.progress(ego_xy, expert_xy)
     score = round(dm.pdms_like(not metrics["collision"], not metrics["off_road"],
                                metrics["ttc_violations"] == 0, ep, bool(metrics["comfort"])), 4)
-    return {**metrics, "progress": round(ep, 4), "pdms_like": score, "pdms": score}
-
-
-def episode_metrics(episode: Episode, expert_xy: np.ndarray) -> dict:
-    return with_progress(driven_metrics(episode), episode.ego_states()[:, :2], expert_xy)
+    return {**metrics, "progress": round(ep, 4), "pdms_like": score}
 
 
 def _ci(values: list, seed: int) -> list[float] | None:
