@@ -4,9 +4,10 @@ export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE := 1
 
 # Test tiers are pytest markers (listed in pyproject.toml). The unit tier is every test without
-# one. The serial tiers share the session's one vLLM server or use every core themselves.
+# one. The serial tiers run vLLM servers: the tests share one per pytest process, the demo
+# starts its own.
 UNIT_TIER := not (server or distributed or e2e or browser or env or sim)
-SERIAL_TIERS := server or distributed or e2e
+SERIAL_TIERS := server or e2e
 TEST_WORKERS ?= 2
 PYTEST := $(VENV)/bin/python -m pytest -q
 

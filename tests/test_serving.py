@@ -219,7 +219,7 @@ def test_closed_loop_episode_driven_by_the_served_model(server, tiny_model_dir, 
                                      trace_path=tmp_path / "t.jsonl", progress=False)
     model = result["per_episode"]["model"][0]
     assert model["decisions"] > 0 and model["parse_rate"] == 1.0
-    assert 0.0 <= model["pdms"] <= 1.0 and model["collision"] in (0, 1)
+    assert 0.0 <= model["pdms_like"] <= 1.0 and model["collision"] in (0, 1)
     records = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
     decisions = [r for r in records if r["kind"] == "closed_loop" and r["planner"] == "model"]
     assert len(decisions) == model["decisions"]
