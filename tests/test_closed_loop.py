@@ -40,7 +40,7 @@ def test_driving_into_the_lead_vehicle_scores_collision_and_zero_pdms(lead_brake
     result, records, out = lead_brake
     cv = result["per_episode"]["constant-velocity"][0]
     expert = result["per_episode"]["expert"][0]
-    assert cv["collision"] == 1 and cv["pdms_like"] == 0.0 == cv["pdms"]
+    assert cv["collision"] == 1 and cv["pdms_like"] == 0.0
     assert cv["min_ttc_s"] == 0.0 and cv["ttc_violations"] > 0
     assert cv["seconds_simulated"] < 8.0  # the episode ended at the crash
     assert expert["collision"] == 0 and expert["off_road"] == 0 and expert["progress"] == 1.0
