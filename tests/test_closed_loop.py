@@ -180,7 +180,7 @@ def test_planners_that_can_run_in_workers_pickle():
 
     assert not cl.runs_in_workers(InProcess())
     assert not cl.runs_in_workers(TrajectoryPolicy("local", lambda sample: None))
-    for name in ("expert", *cl.BASELINES):
+    for name in ("expert", *cl.TRACKED_REFERENCE_PLANNERS):
         planner = pickle.loads(pickle.dumps(cl.make_planner(name)))
         assert planner.name == name and cl.runs_in_workers(planner)
     with pytest.raises(ValueError, match="unknown planner"):

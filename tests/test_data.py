@@ -13,12 +13,12 @@ from PIL import Image
 
 from vla.data.build import BuildConfig, build_dataset, is_complete, load_dataset_dir
 from vla.data.check import check_dataset
-from vla.data.samples import SampleConfig
 from vla.data.show import show_sample
 from vla.render.camera import camera_specs, render_camera
 from vla.render.scene import AgentBox, RoadGeometry
 from vla.resources import resource_path
 from vla.sim.episode import run_episode
+from vla.sim.observation import SampleConfig
 from vla.sim.recipes import EVENTS, ScenarioSpec, episode_specs, load_recipe, recipe_names
 
 

@@ -1,20 +1,23 @@
 """The demo's Markdown results table, and the README's copy of it."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from vla.demo_report import (
-    README_SUMMARY,
     RESULTS_BEGIN,
     RESULTS_END,
-    ROOT,
     main,
     readme_block,
     render_report,
     render_results,
     replace_readme_block,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
+README_SUMMARY = ROOT / "docs" / "results" / "2026-11-30-demo-summary.json"
+"""The demo summary the README's results block is generated from."""
 
 SUMMARY = {
     "scale": "tiny",

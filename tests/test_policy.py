@@ -171,6 +171,8 @@ def test_a_refused_port_is_one_line_naming_what_was_tried(tmp_path):
     message = str(info.value)
     assert message.startswith(f"cannot reach a vla server at http://127.0.0.1:{port}/v1/models: ")
     assert "\n" not in message
+    # raised in a closed-loop worker process, it crosses back whole
+    assert str(pickle.loads(pickle.dumps(info.value))) == message
 
 
 def test_cli_endpoint_errors_are_one_line(tmp_path, small_data_dir, tiny_model_dir, capsys):
@@ -185,6 +187,11 @@ def test_cli_endpoint_errors_are_one_line(tmp_path, small_data_dir, tiny_model_d
               str(tmp_path / "r.jsonl")])
     assert str(info.value).startswith("vla rollout: cannot reach a vla server at "
                                       f"http://127.0.0.1:{port}/v1/models")
+    # greedy decoding has one output per sample: asking for 4 is refused before any request
+    with pytest.raises(SystemExit, match="vla rollout: greedy decoding .* n=4"):
+        main(["rollout", "--endpoint", f"http://127.0.0.1:{port}/v1", "--model-dir",
+              str(tiny_model_dir), "--data", str(small_data_dir), "--out",
+              str(tmp_path / "r.jsonl"), "--n", "4", "--temperature", "0"])
 
 
 def test_endpoint_policy_pickles_and_names_its_model(tiny_model_dir):

@@ -23,7 +23,7 @@ NEAR_TIE = 1e-3  # logit gap below which float32 rounding may pick either token
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     from vla.data.build import BuildConfig, build_dataset
-    from vla.data.samples import SampleConfig
+    from vla.sim.observation import SampleConfig
 
     out = tmp_path_factory.mktemp("serving") / "data"
     build_dataset(BuildConfig(recipe="highway", episodes=3, seed=4,

@@ -97,10 +97,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from vla.predict import predict_record
+    from vla.predict import predict_from_dirs
 
-    record = predict_record(args.model, args.data, args.index, split=args.split,
-                            constrained=not args.unconstrained, trace_path=args.trace)
+    record = predict_from_dirs(args.model, args.data, args.index, split=args.split,
+                               constrained=not args.unconstrained, trace_path=args.trace,
+                               adapter=args.adapter)
     if args.json:
         print(json.dumps(record))
         return 0 if record["parsed"] else 1
@@ -121,12 +122,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_rollout(args: argparse.Namespace) -> int:
     from vla.data.build import load_dataset_dir
+    from vla.policy import check_request
     from vla.policy_factory import make_policy
     from vla.serving.rollout import run_rollouts
     from vla.serving.urls import ServerUnreachable
 
     dataset, meta = load_dataset_dir(args.data)
     try:
+        check_request([], args.n, args.temperature)
         policy = make_policy(model_dir=args.model_dir, endpoint=args.endpoint,
                              served_model=args.served_name, api_key=args.api_key,
                              images_per_prompt=len(meta["cameras"]) * meta["frames"],
@@ -195,6 +198,7 @@ def _add_predict_parser(sub) -> None:
     """``vla predict``: one sample's decision through transformers."""
     p = sub.add_parser("predict", help="generate a decision for one sample (transformers)")
     p.add_argument("--model", required=True)
+    p.add_argument("--adapter", default=None, help="a LoRA adapter to merge into the model")
     p.add_argument("--data", required=True)
     p.add_argument("--index", type=int, required=True)
     p.add_argument("--split", default="test")

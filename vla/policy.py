@@ -91,3 +91,11 @@ def check_request(samples: Sequence[dict], n: int, temperature: float) -> None:
 def one(policy: Policy, sample: dict) -> PolicyOutput:
     """The greedy output of ``policy`` on one sample."""
     return policy.decide([sample], 1, 0.0)[0]
+
+
+def threads_for(policy: Policy, concurrency: int) -> int:
+    """How many samples to put to ``policy`` at once from threads: ``concurrency`` for a
+    policy that says it is ``thread_safe`` (an endpoint, whose server batches concurrent
+    requests; the reference policies), 1 for any other (a transformers model: its sampling
+    seeds torch's global generator, so concurrent calls would race)."""
+    return max(1, concurrency) if getattr(policy, "thread_safe", False) else 1

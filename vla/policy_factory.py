@@ -51,6 +51,9 @@ def make_policy(model_dir: str | Path | None = None, endpoint: str | None = None
     base = api_base(endpoint)
     if check_server:
         names = served_models(base, api_key=api_key)
+        if served_model is not None and served_model not in names:
+            raise ValueError(f"the server at {base} serves no model {served_model!r}; it "
+                             f"serves {names}")
         served_model = served_model or names[0]
     elif served_model is None:
         raise ValueError("served_model is needed when the server is not asked for its models")

@@ -33,7 +33,7 @@ def predict(policy, sample: dict, model: str | None = None,
     return record
 
 
-def predict_record(model_dir, data_dir, index: int, split: str = "test",
+def predict_from_dirs(model_dir, data_dir, index: int, split: str = "test",
                       constrained: bool = True, trace_path: str | Path | None = None,
                       adapter: str | Path | None = None) -> dict:
     """``vla predict``: load the sample and the model (transformers) and :func:`predict`."""

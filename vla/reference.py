@@ -1,7 +1,10 @@
 """Reference policies: decisions made without a model, to print beside the model's.
 
-Each is a function ``sample -> Decision`` (reasoning, meta-action, trajectory in metres), so
-that every metric and reward applies to it unchanged:
+Each blind row is a function ``sample -> Decision`` (reasoning, meta-action, trajectory in
+metres), so that every metric and reward applies to it unchanged, and behind the
+:class:`vla.policy.Policy` protocol a :class:`DecisionPolicy` (:func:`blind_policies`); the
+plans without a decision (the kinematic baselines, the expert's future) are
+:class:`TrajectoryPolicy` objects (:func:`trajectory_baselines`, :func:`kinematic_policies`):
 
 - ``blind-constant``: ``keep_speed, keep_lane`` over the trajectory prior (the damped-
   acceleration baseline, what the model writes with every trajectory token at entry 0), with
@@ -174,6 +177,8 @@ class DecisionPolicy:
     """A :class:`vla.policy.Policy` of a function ``sample -> Decision`` (a blind row): the
     same decision for every one of the ``n`` outputs, whatever the temperature."""
 
+    thread_safe = True
+
     def __init__(self, name: str, decide_one: Callable[[dict], Decision]):
         self.name, self.decide_one = name, decide_one
 
@@ -186,6 +191,8 @@ class TrajectoryPolicy:
     """A :class:`vla.policy.Policy` that writes only a plan, ``sample -> (T, 3)`` in the ego
     frame (a kinematic baseline, or the expert's future); its outputs have no text and no
     decision, so the meta-action readers take the one derived from the plan."""
+
+    thread_safe = True
 
     def __init__(self, name: str, plan: Callable[[dict], np.ndarray]):
         self.name, self.plan = name, plan
@@ -208,16 +215,6 @@ class TrajectoryPolicy:
                 for s in samples for _ in range(n)]
 
 
-def constant_velocity_plan(sample: dict) -> np.ndarray:
-    """Straight on at the current speed."""
-    return constant_velocity(ego_state_of(sample), _spec(sample))
-
-
-def damped_prior_plan(sample: dict) -> np.ndarray:
-    """The trajectory prior (every trajectory token at entry 0)."""
-    return prior_trajectory(sample)
-
-
 def expert_plan(sample: dict) -> np.ndarray:
     """The expert's future: ``expert_future`` where the sample carries one (closed loop: the
     driver run ahead from the current state), else the logged ``future``."""
@@ -226,9 +223,12 @@ def expert_plan(sample: dict) -> np.ndarray:
 
 
 def kinematic_policies() -> dict[str, TrajectoryPolicy]:
-    """The plans without a model that every driving table prints beside it."""
+    """The closed-loop planners without a model: ``constant-velocity`` and ``damped-prior``
+    (the ``damped-acceleration`` baseline of :func:`trajectory_baselines`: the trajectory
+    prior, every trajectory token at entry 0)."""
     return {"constant-velocity": TrajectoryPolicy("constant-velocity", constant_velocity_plan),
-            "damped-prior": TrajectoryPolicy("damped-prior", damped_prior_plan)}
+            "damped-prior": TrajectoryPolicy("damped-prior",
+                                             partial(_baseline_plan, damped_acceleration))}
 
 
 def blind_policies(train=None) -> dict[str, DecisionPolicy]:
@@ -238,6 +238,11 @@ def blind_policies(train=None) -> dict[str, DecisionPolicy]:
 
 def _baseline_plan(planner: Callable, sample: dict) -> np.ndarray:
     return planner(ego_state_of(sample), _spec(sample))
+
+
+def constant_velocity_plan(sample: dict) -> np.ndarray:
+    """Straight on at the current speed, over the sample's horizon."""
+    return _baseline_plan(constant_velocity, sample)
 
 
 def trajectory_baselines(expert: bool = True) -> dict[str, TrajectoryPolicy]:

@@ -78,3 +78,23 @@ def named_or_file(folder: str, value: str | Path, what: str) -> Path:
         raise ValueError(f"unknown {what} {str(value)!r}; packaged {what}s: {names} "
                          f"(or pass a .yaml file)")
     return resource_dir(folder) / f"{value}.yaml"
+
+
+def load_yaml_settings(folder: str, value: str | Path, what: str,
+                       keys) -> tuple[Path, dict]:
+    """(file, mapping) of a ``NAME|FILE`` YAML argument (:func:`named_or_file`): invalid YAML,
+    a document that is not a mapping, and keys outside ``keys`` are refused, naming the
+    file."""
+    import yaml
+
+    path = named_or_file(folder, value, what)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping with the keys {list(keys)}")
+    unknown = sorted(set(raw) - set(keys))
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known keys: {list(keys)}")
+    return path, raw

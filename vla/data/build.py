@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vla.data.samples import SampleConfig
+from vla.sim.observation import SampleConfig
 from vla.sim.recipes import Recipe, episode_specs, load_recipe
 
 META_FILE = "vla_data.json"

@@ -10,9 +10,6 @@ from vla.sim.frames import to_ego, unwrap_yaw
 from vla.sim.observation import EpisodeRenderer, SampleConfig, observation, png_bytes
 from vla.sim.world import DT, EpisodeLog
 
-__all__ = ["EpisodeRenderer", "SampleConfig", "episode_samples", "keyframe_labels",
-           "observation"]
-
 
 def keyframe_labels(log: EpisodeLog, config: SampleConfig) -> dict[int, Label]:
     """Label of each keyframe: every ``keyframe_every_s``, plus one halfway before each

@@ -169,7 +169,7 @@ def closed_loop_planners(args: argparse.Namespace) -> list:
     elif args.planner != "expert":  # the expert always drives
         planners.append(cl.make_planner(args.planner))
     if args.baselines:
-        planners += [cl.make_planner(name) for name in cl.BASELINES
+        planners += [cl.make_planner(name) for name in cl.TRACKED_REFERENCE_PLANNERS
                      if not any(p.name == name for p in planners)]
     return planners
 

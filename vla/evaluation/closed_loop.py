@@ -72,7 +72,8 @@ from vla.traces import ClosedLoopRecord, append_trace
 
 EXPERT = "expert"
 MODEL = "model"
-BASELINES = ("expert-tracked", "damped-prior", "constant-velocity")  # through the tracker
+# the reference planners that drive through the tracker
+TRACKED_REFERENCE_PLANNERS = ("expert-tracked", "damped-prior", "constant-velocity")
 
 
 def make_planner(name: str):
@@ -86,7 +87,7 @@ def make_planner(name: str):
     if name in kinematic:
         return kinematic[name]
     raise ValueError(f"unknown planner {name!r}; built-in planners: "
-                     f"{sorted((EXPERT, *BASELINES))}")
+                     f"{sorted((EXPERT, *TRACKED_REFERENCE_PLANNERS))}")
 
 
 def runs_in_workers(planner) -> bool:

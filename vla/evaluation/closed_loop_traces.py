@@ -39,7 +39,7 @@ def _save_frames(d: EpisodeDecision, frame_dir: Path, trace_dir: Path,
     return paths
 
 
-def decision_record(episode: Episode, d: EpisodeDecision,
+def episode_decision_record(episode: Episode, d: EpisodeDecision,
                     images: list[str]) -> ClosedLoopRecord:
     """The ``closed_loop`` record of one decision."""
     return closed_loop_record(
@@ -66,7 +66,7 @@ def episode_trace_records(episode: Episode, trace_dir: Path, config: ClosedLoopC
     for d in episode.decisions:
         images = (_save_frames(d, frame_dir, trace_dir, config.sample.cameras)
                   if config.save_frames else [])
-        records.append(decision_record(episode, d, images))
+        records.append(episode_decision_record(episode, d, images))
     gif_path = None
     if config.gif:
         gif_path = str(write_gif(episode, trace_dir / "gifs" / f"{episode.id}.gif",

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from vla.metrics import decision_metrics, trajectory_metrics
-from vla.policy import PolicyOutput
+from vla.policy import PolicyOutput, threads_for
 
 COMMANDS = ("follow_road", "go_straight", "turn_left", "turn_right")
 
@@ -86,7 +86,7 @@ def greedy_outputs(policy, samples: Sequence[dict], concurrency: int = 1, progre
 
     samples = list(samples)
     out: list[PolicyOutput | None] = [None] * len(samples)
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    with ThreadPoolExecutor(max_workers=threads_for(policy, concurrency)) as pool:
         answers = pool.map(lambda s: policy.decide([s], 1, 0.0)[0], samples)
         for i, output in enumerate(tqdm(answers, total=len(samples), desc=desc,
                                         disable=not progress, leave=False)):
@@ -146,7 +146,7 @@ def evaluate_open_loop(policy, samples, hz: float, k: int = 6,
     samples = list(samples)
     baselines = trajectory_baselines()
     rngs = [np.random.default_rng([seed, i]) for i in range(len(samples))]
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    with ThreadPoolExecutor(max_workers=threads_for(policy, concurrency)) as pool:
         results = list(tqdm(pool.map(lambda i: _sample_rows(policy, samples[i], hz, k, shortcut,
                                                             rngs[i], temperature, baselines),
                                      range(len(samples))),

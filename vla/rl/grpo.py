@@ -408,6 +408,9 @@ def _score_groups(run: _Run, samples: list, outputs: list, name: str, step: int)
     groups, all_rewards = [], []
     for i, sample in enumerate(samples):
         group = outputs[i * size:(i + 1) * size]
+        if any(not o.token_ids for o in group):  # the update needs the sampled tokens
+            raise RuntimeError(f"the server sent a completion of {sample['sample_id']} without "
+                               f"its token ids (the request asks for return_token_ids)")
         scored = [score_completion(o.text, sample, run.codec, run.weights, run.judge)
                   for o in group]
         totals = np.array([s.total for s in scored])

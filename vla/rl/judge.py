@@ -47,7 +47,9 @@ def judge_reward(config: JudgeConfig, decision, sample: dict) -> Reward:
             "max_tokens": 4, "temperature": 0.0,
             "structured_outputs": {"choice": [str(i) for i in range(11)]}}
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    response = httpx.post(f"{config.url}/v1/chat/completions", json=body, headers=headers,
+    from vla.serving.urls import api_base
+
+    response = httpx.post(f"{api_base(config.url)}/chat/completions", json=body, headers=headers,
                           timeout=config.timeout_s)
     if response.status_code != 200:
         raise RuntimeError(f"judge at {config.url} answered {response.status_code}: "

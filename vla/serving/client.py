@@ -220,8 +220,7 @@ class EndpointPolicy:
     """
 
     runs_in_workers = True  # closed loop may drive its episodes in worker processes
-
-    runs_in_workers = True  # closed-loop episodes may drive it in worker processes
+    thread_safe = True  # concurrent requests are batched by the server
 
     def __init__(self, client: VLAClient, trajectory_decoding: str = "greedy",
                  top_p: float = 1.0, max_tokens: int = 160, concurrency: int = 16,

@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 
 from vla.serving.chat import user_message
+from vla.serving.urls import api_base
 
 SMOKE_PROMPT = "Two cameras. What should the ego vehicle do next, and why?"
 
@@ -90,7 +91,7 @@ def query_server(url: str, model_name: str, images, text: str = SMOKE_PROMPT,
         "return_token_ids": True,
         "skip_special_tokens": False,
     }
-    response = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers,
+    response = httpx.post(f"{api_base(url)}/chat/completions", json=body, headers=headers,
                           timeout=timeout_s)
     response.raise_for_status()
     return response.json()

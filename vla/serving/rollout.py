@@ -12,6 +12,7 @@ import json
 import threading
 from pathlib import Path
 
+from vla.policy import threads_for
 from vla.traces import read_jsonl, rollout_record
 
 
@@ -75,7 +76,7 @@ def _run(policy, samples, n: int, out: Path, temperature: float, progress: bool,
             bar.write(f"sample {sample['sample_id']}: {exc}")
             bar.update()
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    with ThreadPoolExecutor(max_workers=threads_for(policy, concurrency)) as pool:
         list(pool.map(one, samples))
     bar.close()
     return stats

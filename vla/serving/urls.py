@@ -23,6 +23,9 @@ class ServerUnreachable(RuntimeError):
         super().__init__(f"cannot reach a vla server at {tried}: {reason}")
         self.tried, self.reason = tried, reason
 
+    def __reduce__(self):  # raised in a worker process, it must cross back whole
+        return type(self), (self.tried, self.reason)
+
 
 def api_base(url: str) -> str:
     """``http://HOST:PORT[/prefix][/v1][/]`` → ``http://HOST:PORT[/prefix]/v1``.

@@ -124,21 +124,9 @@ def default_serve_config() -> str:
 def load_serve_config(config: str | Path) -> tuple[Path, dict]:
     """(file, settings) of a serving config: a packaged one's name (``cpu``, ``gpu``, ``tp2``:
     ``serve/*.yaml``) or a YAML file; keys other than :data:`SERVE_CONFIG_KEYS` are refused."""
-    import yaml
+    from vla.resources import load_yaml_settings
 
-    from vla.resources import named_or_file
-
-    path = named_or_file("serve", config, "serving config")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of {list(SERVE_CONFIG_KEYS)}")
-    unknown = sorted(set(raw) - set(SERVE_CONFIG_KEYS))
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}; known keys: {list(SERVE_CONFIG_KEYS)}")
-    return path, raw
+    return load_yaml_settings("serve", config, "serving config", SERVE_CONFIG_KEYS)
 
 
 def server_config(model: str | Path, config: str | Path, **overrides) -> ServerConfig:

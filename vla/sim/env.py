@@ -7,7 +7,7 @@
   simulator's own driver drive the warm-up (so that a planner has a history) and returns the
   :class:`Observation` at the first decision: what the model sees in the data set (cameras
   rendered from the live state, the ego history, the navigation command:
-  :func:`vla.data.samples.observation`) and the ego's world pose;
+  :func:`vla.sim.observation.observation`) and the ego's world pose;
 - ``step(plan)`` puts the plan, a trajectory in the ego frame at the last observation's pose,
   into the world frame and has a pure-pursuit tracker (:mod:`vla.sim.tracker`) follow it at
   the simulation rate until the next decision, ``decision_every_s`` later; it returns the
@@ -77,7 +77,7 @@ class EnvConfig:
 class Observation:
     """What a planner gets at a decision, simulation step ``step``.
 
-    ``view`` is the model's input as in the data set (:func:`vla.data.samples.observation`:
+    ``view`` is the model's input as in the data set (:func:`vla.sim.observation.observation`:
     camera images as PNG parts ``{"bytes", "path"}``, frames oldest first; the ego history,
     speed, acceleration and yaw rate; the navigation command). ``pose`` is the ego's world
     pose (x, y, yaw), the frame of the plan handed to ``step``; it is not part of the
@@ -127,7 +127,12 @@ class DrivingEnv:
 
     @property
     def status(self) -> EnvStatus:
+        self._require_reset()
         return self._status
+
+    def _require_reset(self) -> None:
+        if self._gym is None:
+            raise RuntimeError("reset the environment first: no episode is running")
 
     def reset(self, scenario: ScenarioSpec, seed: int,
               self_driving: bool = False) -> Observation | None:
@@ -158,8 +163,7 @@ class DrivingEnv:
         """Follow ``plan`` ((T, 3) x, y, yaw, or (T, 2), in the ego frame at the last
         observation, at ``trajectory_hz`` from 1 / hz on) until the next decision; None keeps
         the previous plan, and is the only plan in self-driving mode."""
-        if self._gym is None:
-            raise RuntimeError("reset the environment before stepping it")
+        self._require_reset()
         if self._status.done:
             raise RuntimeError(f"the episode ended at step {self._status.step}; reset the "
                                f"environment to start another")
@@ -177,6 +181,7 @@ class DrivingEnv:
 
     def log(self) -> EpisodeLog:
         """The episode so far: steps 0 to the last simulated one."""
+        self._require_reset()
         return self.recorder.log(self._status.step)
 
     def close(self) -> None:

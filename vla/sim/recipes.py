@@ -92,20 +92,9 @@ def load_recipe(recipe: str | Path) -> Recipe:
     """The recipe ``recipe`` names: a packaged recipe's name (``default``, ``highway``, ...) or a
     recipe file (a path ending in .yaml). Unknown keys, events or bad values are refused with
     the file and the key named."""
-    import yaml
+    from vla.resources import load_yaml_settings
 
-    from vla.resources import named_or_file
-
-    path = named_or_file("data_recipes", recipe, "recipe")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping with the keys {list(RECIPE_KEYS)}")
-    unknown = sorted(set(raw) - set(RECIPE_KEYS))
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {unknown}; known keys: {list(RECIPE_KEYS)}")
+    path, raw = load_yaml_settings("data_recipes", recipe, "recipe", RECIPE_KEYS)
     events = raw.get("events")
     if not isinstance(events, dict) or not events:
         raise ValueError(f"{path}: 'events' must map each scripted event to its weight")
