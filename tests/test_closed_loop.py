@@ -36,7 +36,7 @@ def lead_brake(tmp_path_factory):
 
 
 @pytest.mark.sim
-def test_driving_into_the_lead_vehicle_scores_collision_and_zero_pdms(lead_brake):
+def test_driving_into_the_lead_vehicle_scores_collision_and_a_zero_score(lead_brake):
     result, records, out = lead_brake
     cv = result["per_episode"]["constant-velocity"][0]
     expert = result["per_episode"]["expert"][0]

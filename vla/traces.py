@@ -320,7 +320,10 @@ def grpo_record(output, sample: dict, model: str, step: int, rewards: dict) -> G
     and its rewards (``Scored.to_json()`` of :mod:`vla.rl.rewards`)."""
     return GRPORecord(step=step, sample_id=sample["sample_id"], model=model,
                       **_decision_values(output, sample), token_ids=list(output.token_ids),
-                      rewards=rewards)
+                      rewards=rewards,
+                      label={"longitudinal": sample.get("decision_lon"),
+                             "lateral": sample.get("decision_lat")},
+                      tokens=_tokens(output), seconds=round(output.seconds, 3))
 
 
 def closed_loop_record(output, *, episode: str, planner: str, scenario: str, seed: int,

@@ -10,10 +10,14 @@ def _build(args) -> int:
     from vla.sim.recipes import load_recipe
 
     cameras = tuple(args.cameras.split(",")) if args.cameras else None
-    samples = rig_sample_config(load_recipe(args.recipe), cameras=cameras, frames=args.frames,
-                                image_width=args.width, image_height=args.height)
-    config = BuildConfig(recipe=args.recipe, episodes=args.episodes, seed=args.seed,
-                         workers=args.workers, samples=samples)
+    try:  # a bad recipe or setting is one line, before anything is simulated
+        samples = rig_sample_config(load_recipe(args.recipe), cameras=cameras,
+                                    frames=args.frames, image_width=args.width,
+                                    image_height=args.height)
+        config = BuildConfig(recipe=args.recipe, episodes=args.episodes, seed=args.seed,
+                             workers=args.workers, samples=samples)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"vla data build: {exc}") from None
     meta = build_dataset(config, args.out)
     print(f"wrote {meta['samples']} samples from {meta['episodes_kept']} episodes to {args.out} "
           f"({meta['dropped_episodes']} dropped: {meta['dropped_reasons']}); "

@@ -3,7 +3,7 @@
 Per episode (from :mod:`vla.evaluation.driving_metrics`): collision, off-road, TTC
 violations, comfort, decision accuracy against the expert's choice (longitudinal, lateral),
 the parse rate, and, given the expert's path on the same seed, progress and the PDMS-like
-score ``pdms_like`` (``pdms`` holds the same number for older readers). Per planner, overall
+score ``pdms_like``. Per planner, overall
 and per event: the means, and for collision rate, off-road rate, PDMS-like score and
 decision accuracy a 95 % percentile-bootstrap interval over episodes (1000 resamples, seeded
 by the evaluation seed): ``<key>_ci95 = [lo, hi]``. When ``damped-prior`` ran, every other
@@ -76,7 +76,6 @@ def summarize(rows: list[dict], seed: int = 0) -> dict:
     for key, column in CI_KEYS.items():
         values = [r.get(column) for r in rows]
         out[key], out[f"{key}_ci95"] = _rate(values), _ci(values, seed)
-    out["pdms"] = out["pdms_like"]  # the same number, for older readers
     out["progress"] = _rate([r.get("progress") for r in rows])
     out["ttc_violation_rate"] = _rate([r["ttc_violations"] > 0 for r in rows])
     out["comfort_rate"] = _rate([r.get("comfort") for r in rows])
