@@ -3,7 +3,8 @@
     python eval/bench_serving.py --model runs/bench/model --data runs/data300 \\
         [--prompts 16] [--n 8] [--concurrency 16] [--load-requests 1000] [--json OUT]
 
-Starts `vla serve` for the model on 127.0.0.1, prints a table of what it measured.
+Starts a vLLM server of the model on 127.0.0.1 (as `vla serve` does), prints a table of what it
+measured.
 """
 
 import argparse

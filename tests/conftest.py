@@ -107,14 +107,9 @@ def vllm_server(tiny_model_dir, tmp_path_factory):
 def load_lora_adapter(vllm_server):
     """``load(name, adapter_dir)``: serve the LoRA adapter in ``adapter_dir`` as ``name`` on
     the shared server (replacing an adapter of that name), without restarting it."""
-    import httpx
+    from vla.rl.grpo import swap_adapter
 
     def load(name: str, adapter_dir) -> None:
-        response = httpx.post(f"{vllm_server.url}/v1/load_lora_adapter",
-                              json={"lora_name": name, "load_inplace": True,
-                                    "lora_path": str(Path(adapter_dir).resolve())},
-                              timeout=120)
-        assert response.status_code == 200, (
-            f"loading adapter {name!r} from {adapter_dir}: {response.text[:500]}")
+        swap_adapter(vllm_server.url, name, Path(adapter_dir), None)
 
     return load

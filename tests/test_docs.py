@@ -10,7 +10,8 @@ from vla.cli_reference import REGENERATE, render_cli_reference
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 250
 DOCS_PAGES = ("install.md", "data.md", "training.md", "grpo.md", "serving.md", "evaluation.md",
-              "traces.md", "codecs.md", "cli.md", "results/README.md")
+              "traces.md", "codecs.md", "cli.md", "demo.md", "model.md", "architecture.md",
+              "results/README.md")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 

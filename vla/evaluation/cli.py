@@ -1,4 +1,5 @@
-"""``vla eval open-loop``: the model (transformers or a vLLM endpoint) against the baselines."""
+"""``vla eval open-loop`` and ``vla eval closed-loop``: a model policy (transformers or a vLLM
+endpoint) against the reference rows and the kinematic baselines."""
 
 from __future__ import annotations
 
