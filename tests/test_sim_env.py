@@ -110,3 +110,16 @@ def test_env_config_is_validated():
         EnvConfig(trajectory_hz=3.0)
     with pytest.raises(ValueError, match="warm-up"):
         DrivingEnv(EnvConfig(warmup_s=10.0)).reset(SPEC, 0)
+
+
+def test_an_episode_does_not_depend_on_the_episodes_run_before_it():
+    """highway-env's intersection sets IDM settings on the vehicle class; every scenario
+    starts from the defaults again, so a highway episode is the same before and after a
+    junction episode in the same process (as the data builder's workers run them)."""
+    from vla.sim.episode import run_episode
+
+    highway = ScenarioSpec("slower_lead", duration_s=10.0, traffic=6)
+    first = run_episode(highway, 11).state
+    run_episode(ScenarioSpec("junction", duration_s=10.0), 12)
+    again = run_episode(highway, 11).state
+    np.testing.assert_array_equal(np.nan_to_num(first), np.nan_to_num(again))

@@ -168,8 +168,49 @@ def _once_at(event_t: float, action):
     return event
 
 
+# highway-env's intersection environment sets these on the class of the other vehicles
+# (IDMVehicle) when it builds its traffic, and the change outlives the episode: without a reset,
+# every later episode in the same process (another road's included) drove with junction IDM
+# settings, so an episode depended on which episodes ran before it in its process.
+_IDM_CLASS_SETTINGS = ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
+
+
+def _idm_classes() -> list[type]:
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    classes, todo = [], [IDMVehicle]
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    return classes
+
+
+def _own_settings(cls: type) -> dict:
+    return {name: cls.__dict__[name] for name in _IDM_CLASS_SETTINGS if name in cls.__dict__}
+
+
+_IDM_DEFAULTS = {cls: _own_settings(cls) for cls in _idm_classes()}
+
+
+def reset_idm_class_settings() -> None:
+    """Give every IDM vehicle class back the settings it had when this module was imported
+    (see :data:`_IDM_CLASS_SETTINGS`)."""
+    for cls in _idm_classes():
+        defaults = _IDM_DEFAULTS.get(cls, {})
+        for name in _IDM_CLASS_SETTINGS:
+            if name in defaults:
+                setattr(cls, name, defaults[name])
+            elif name in cls.__dict__:
+                delattr(cls, name)
+
+
 def setup_scenario(spec: ScenarioSpec, seed: int):
-    """Build the scenario; return (env, ego, event callback taking the time in seconds)."""
+    """Build the scenario; return (env, ego, event callback taking the time in seconds).
+
+    Every scenario starts from highway-env's own IDM settings, whatever ran before it in this
+    process (:func:`reset_idm_class_settings`)."""
+    reset_idm_class_settings()
     rng = np.random.default_rng(seed)
     if spec.road == "highway":
         return _setup_highway(spec, seed, rng)
