@@ -62,6 +62,14 @@ def small_data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_train_split(small_data_dir):
+    """The train split of :func:`small_data_dir`, loaded once per test run."""
+    from vla.data.build import load_dataset_dir
+
+    return load_dataset_dir(small_data_dir)[0]["train"]
+
+
+@pytest.fixture(scope="session")
 def lora_adapter_dir(tiny_model_dir, tmp_path_factory):
     """A rank-8 LoRA adapter with random non-zero weights (seed 0) on the tiny model, saved
     once per test run."""

@@ -14,11 +14,8 @@ from vla.trajectory.types import ego_state_of
 
 
 @pytest.fixture(scope="module")
-def scenes(small_data_dir):
-    from vla.data.build import load_dataset_dir
-
-    dataset, _ = load_dataset_dir(small_data_dir)
-    return dataset["train"].select(range(3))
+def scenes(small_train_split):
+    return small_train_split.select(range(3))
 
 
 def test_l2_conventions_are_what_their_names_say(scenes):

@@ -28,11 +28,8 @@ from vla.traces import (
 
 
 @pytest.fixture(scope="module")
-def scenes(small_data_dir):
-    from vla.data.build import load_dataset_dir
-
-    dataset, _ = load_dataset_dir(small_data_dir)
-    return [dataset["train"][i] for i in range(2)]
+def scenes(small_train_split):
+    return [small_train_split[i] for i in range(2)]
 
 
 # -- reference policies --

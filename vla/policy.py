@@ -19,7 +19,7 @@ greedy decision (``n`` must then be 1). An output that does not parse is returne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -99,3 +99,13 @@ def threads_for(policy: Policy, concurrency: int) -> int:
     requests; the reference policies), 1 for any other (a transformers model: its sampling
     seeds torch's global generator, so concurrent calls would race)."""
     return max(1, concurrency) if getattr(policy, "thread_safe", False) else 1
+
+
+def map_over_samples(policy: Policy, fn: Callable, items: Iterable,
+                     concurrency: int) -> Iterator:
+    """``fn(item)`` for every item, in order, in :func:`threads_for` threads: the one way
+    open-loop evaluation, validation and rollouts put many samples to a policy at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads_for(policy, concurrency)) as pool:
+        yield from pool.map(fn, items)

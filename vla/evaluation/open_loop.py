@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from vla.metrics import decision_metrics, trajectory_metrics
-from vla.policy import PolicyOutput, threads_for
+from vla.policy import PolicyOutput, map_over_samples
 
 COMMANDS = ("follow_road", "go_straight", "turn_left", "turn_right")
 
@@ -80,19 +80,17 @@ def greedy_outputs(policy, samples: Sequence[dict], concurrency: int = 1, progre
     threads (for an endpoint, whose server batches them; results do not depend on it).
     ``on_output(index, sample, output)`` is called as each one arrives (e.g. to append a
     trace record), from the calling thread."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from tqdm import tqdm
 
     samples = list(samples)
     out: list[PolicyOutput | None] = [None] * len(samples)
-    with ThreadPoolExecutor(max_workers=threads_for(policy, concurrency)) as pool:
-        answers = pool.map(lambda s: policy.decide([s], 1, 0.0)[0], samples)
-        for i, output in enumerate(tqdm(answers, total=len(samples), desc=desc,
-                                        disable=not progress, leave=False)):
-            out[i] = output
-            if on_output is not None:
-                on_output(i, samples[i], output)
+    answers = map_over_samples(policy, lambda s: policy.decide([s], 1, 0.0)[0], samples,
+                               concurrency)
+    for i, output in enumerate(tqdm(answers, total=len(samples), desc=desc,
+                                    disable=not progress, leave=False)):
+        out[i] = output
+        if on_output is not None:
+            on_output(i, samples[i], output)
     return out
 
 
@@ -137,8 +135,6 @@ def evaluate_open_loop(policy, samples, hz: float, k: int = 6,
     With ``concurrency`` > 1, that many samples are evaluated at once in threads (for an
     endpoint, whose server batches the requests); results do not depend on it.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from tqdm import tqdm
 
     from vla.reference import blind_policies, trajectory_baselines
@@ -146,12 +142,11 @@ def evaluate_open_loop(policy, samples, hz: float, k: int = 6,
     samples = list(samples)
     baselines = trajectory_baselines()
     rngs = [np.random.default_rng([seed, i]) for i in range(len(samples))]
-    with ThreadPoolExecutor(max_workers=threads_for(policy, concurrency)) as pool:
-        results = list(tqdm(pool.map(lambda i: _sample_rows(policy, samples[i], hz, k, shortcut,
-                                                            rngs[i], temperature, baselines),
-                                     range(len(samples))),
-                            total=len(samples), desc="open loop", disable=not progress,
-                            leave=False))
+    rows_of = map_over_samples(policy, lambda i: _sample_rows(
+        policy, samples[i], hz, k, shortcut, rngs[i], temperature, baselines),
+        range(len(samples)), concurrency)
+    results = list(tqdm(rows_of, total=len(samples), desc="open loop", disable=not progress,
+                        leave=False))
     rows, mean_rows, per_scenario = [], [], {}
     base_rows = {name: [] for name in baselines}
     shortcut_rows = {"history_removed": [], "history_perturbed": [], "command_swapped": []}

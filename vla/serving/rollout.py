@@ -12,7 +12,7 @@ import json
 import threading
 from pathlib import Path
 
-from vla.policy import threads_for
+from vla.policy import map_over_samples
 from vla.traces import read_jsonl, rollout_record
 
 
@@ -44,8 +44,6 @@ def rollout_records(sample: dict, outputs: list, model: str) -> list[dict]:
 
 def _run(policy, samples, n: int, out: Path, temperature: float, progress: bool,
          concurrency: int) -> dict:
-    from concurrent.futures import ThreadPoolExecutor
-
     import httpx
     from tqdm import tqdm
 
@@ -76,8 +74,8 @@ def _run(policy, samples, n: int, out: Path, temperature: float, progress: bool,
             bar.write(f"sample {sample['sample_id']}: {exc}")
             bar.update()
 
-    with ThreadPoolExecutor(max_workers=threads_for(policy, concurrency)) as pool:
-        list(pool.map(one, samples))
+    for _ in map_over_samples(policy, one, samples, concurrency):
+        pass
     bar.close()
     return stats
 
