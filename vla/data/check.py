@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from vla.data.build import MIN_EPISODES_TO_STRATIFY, SPLITS, load_dataset_dir
-from vla.data.stats import label_stats
+from vla.data.stats import label_stats, prior_agreement
 from vla.meta_action import LATERAL, LONGITUDINAL
 
 REQUIRED = ("sample_id", "images", "camera_names", "frame_times", "history", "future",
@@ -59,6 +59,7 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
     pairs: Counter = Counter()
     weighted = {"agreement": 0.0, "agreement_lon": 0.0, "agreement_lat": 0.0}
     samples = 0
+    prior_counts: dict[str, list[float]] = {}  # group -> [samples, equal, compatible]
     blank = checked_images = 0
     episodes_by_split: dict[str, set] = {}
     events_by_split: dict[str, dict[str, int]] = {}
@@ -72,6 +73,12 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
         for key in weighted:
             weighted[key] += stats[key] * stats["samples"]
         samples += stats["samples"]
+        for group, rates in prior_agreement(split).items():
+            n = rates["samples"]
+            counts = prior_counts.setdefault(group, [0, 0.0, 0.0])
+            counts[0] += n
+            counts[1] += rates["prior_equal_lon"] * n
+            counts[2] += rates["prior_compatible_lon"] * n
         episodes_by_split[name] = set(split["episode_id"])
         # the scenario column holds the episode's scripted event
         events_by_split[name] = _episodes_per_event(split)
@@ -112,6 +119,11 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
         "label_derived_agreement": round(weighted["agreement"] / total, 4),
         "label_derived_agreement_lon": round(weighted["agreement_lon"] / total, 4),
         "label_derived_agreement_lat": round(weighted["agreement_lat"] / total, 4),
+        # the prompt's kinematics giving the longitudinal decision away (vla.data.stats)
+        "prior_compatible_lon": {group: round(c / max(n, 1), 4)
+                                 for group, (n, _e, c) in prior_counts.items()},
+        "prior_equal_lon": {group: round(e / max(n, 1), 4)
+                            for group, (n, e, _c) in prior_counts.items()},
         "keyframes_per_min_per_core": meta["keyframes_per_min_per_core"],
         "checked_images": checked_images,
         "blank_images": blank,

@@ -4,7 +4,10 @@ At a keyframe t0 the decision comes from what the ego driver commanded and why,
 never from the trajectory it then drove (that is what the deriver judges):
 
 * the kinematic longitudinal class from the driver's *commanded* accelerations over
-  the deriver's window (speed change and end speed, same thresholds);
+  the deriver's window (speed change and end speed, same thresholds); with a reaction delay,
+  the accelerations it applies from t0 on, i.e. decided one delay before: the label stays
+  consistent with the logged future, and at the onset of a change the cameras have shown its
+  cause for a whole delay while the ego's own motion in the prompt does not show it yet;
 * ``yield`` when the junction rule made it yield (or MOBIL refused a merge to spare a
   vehicle with priority) and it slows or stops; ``follow`` when it keeps speed with an
   IDM leader close enough to matter;
@@ -59,12 +62,13 @@ class Label:
 
 
 def _kinematic_from_commands(log: EpisodeLog, k0: int) -> str:
-    """The deriver's longitudinal rule applied to the speeds the driver *commanded*."""
+    """The deriver's longitudinal rule applied to the speeds the driver *commanded* (applied:
+    with a reaction delay, the commands decided one delay earlier)."""
     n = int(round(DEFAULT_THRESHOLDS.lon_window_s / DT))
     v0 = float(log.state[log.ego_id, k0, 3])
     v, speeds = max(0.0, v0), []
     for record in log.records[k0:k0 + n]:
-        v = max(0.0, v + record["commanded_accel"] * DT)
+        v = max(0.0, v + record.get("applied_accel", record["commanded_accel"]) * DT)
         speeds.append(v)
     return classify_longitudinal(v0, float(np.mean(speeds[-3:])))
 

@@ -12,8 +12,12 @@ from vla.sim.world import DT, EpisodeLog
 
 
 def keyframe_labels(log: EpisodeLog, config: SampleConfig) -> dict[int, Label]:
-    """Label of each keyframe: every ``keyframe_every_s``, plus one halfway before each
-    change of decision."""
+    """Label of each keyframe: every ``keyframe_every_s``, plus one at the onset of each change
+    of decision (the first step whose decision differs from the keyframe's before it).
+
+    The onset keyframes are the samples where the decision precedes the ego's reaction: the
+    driver has decided, but (with a reaction delay) its acceleration in the prompt does not
+    show it yet."""
     start = config.steps(config.history_s)
     stop = len(log.times) - 1 - config.steps(config.horizon_s)
     every = config.steps(config.keyframe_every_s)
@@ -21,9 +25,13 @@ def keyframe_labels(log: EpisodeLog, config: SampleConfig) -> dict[int, Label]:
     base = list(range(start, stop + 1, every))
     labels = {k: make_label(log, k, horizon) for k in base}
     for prev, k in zip(base, base[1:], strict=False):
-        mid = (prev + k) // 2
-        if labels[prev].decision != labels[k].decision and mid not in labels:
-            labels[mid] = make_label(log, mid, horizon)
+        if labels[prev].decision == labels[k].decision:
+            continue
+        for step in range(prev + 1, k):
+            label = make_label(log, step, horizon)
+            if label.decision != labels[prev].decision:
+                labels[step] = label
+                break
     return dict(sorted(labels.items()))
 
 

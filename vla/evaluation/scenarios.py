@@ -6,6 +6,7 @@ A scenario set is a YAML file::
     duration_s: 12          # simulated time per episode, warm-up included
     warmup_s: 2.0           # the simulator's driver drives first, so the model has a history
     decision_every_s: 0.5   # the planner is asked every 0.5 s; the tracker runs at 10 Hz
+    reaction_delay_s: 1.0   # optional: the simulator's driver's reaction delay (as in the data)
     episodes_per_scenario: 2  # optional: the set's full size is this times the entries
     scenarios:
       - event: lead_brake   # a scripted event of the data recipes (vla.sim.recipes.EVENTS)
@@ -55,6 +56,7 @@ class ScenarioSet:
     duration_s: float = 12.0
     warmup_s: float = 2.0
     decision_every_s: float = 0.5
+    reaction_delay_s: float = 0.0  # the simulator driver's (warm-up, expert); data recipes' too
     episodes_per_scenario: int | None = None
     source: str = field(default="", compare=False)
 
@@ -74,7 +76,8 @@ class ScenarioSet:
             raise ValueError(f"episodes_per_scenario must be >= 1, got "
                              f"{self.episodes_per_scenario}")
         for entry in self.scenarios:  # ScenarioSpec validates duration and traffic
-            ScenarioSpec(entry.event, duration_s=self.duration_s, traffic=entry.traffic)
+            ScenarioSpec(entry.event, duration_s=self.duration_s, traffic=entry.traffic,
+                         reaction_delay_s=self.reaction_delay_s)
 
     @property
     def size(self) -> int:
@@ -95,7 +98,8 @@ class ScenarioSet:
             if turn < len(entry.seeds):
                 rng.integers(0, 2**31 - 1)  # keep later draws independent of pinned seeds
             out.append((ScenarioSpec(entry.event, duration_s=self.duration_s,
-                                     traffic=entry.traffic), s))
+                                     traffic=entry.traffic,
+                                     reaction_delay_s=self.reaction_delay_s), s))
         return out
 
 
@@ -114,7 +118,7 @@ def load_scenario_set(path: str | Path) -> ScenarioSet:
     if not isinstance(raw, dict) or "scenarios" not in raw:
         raise ValueError(f"{p}: expected a mapping with a 'scenarios' list")
     known = {"name", "scenarios", "duration_s", "warmup_s", "decision_every_s", "description",
-             "episodes_per_scenario"}
+             "episodes_per_scenario", "reaction_delay_s"}
     unknown = set(raw) - known
     if unknown:
         raise ValueError(f"{p}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
@@ -132,7 +136,8 @@ def load_scenario_set(path: str | Path) -> ScenarioSet:
             raise ValueError(f"episodes_per_scenario must be an integer, got {per!r}")
         return ScenarioSet(name=str(raw.get("name", p.stem)), scenarios=tuple(entries),
                            **{k: float(raw[k]) for k in ("duration_s", "warmup_s",
-                                                           "decision_every_s") if k in raw},
+                                                           "decision_every_s",
+                                                           "reaction_delay_s") if k in raw},
                            episodes_per_scenario=per, source=str(p))
     except ValueError as exc:
         raise ValueError(f"{p}: {exc}") from exc

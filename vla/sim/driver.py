@@ -6,9 +6,19 @@ driver reacts to: its IDM leader (gap, desired gap, speeds), the acceleration it
 commands, the lane it targets and why (MOBIL gain over a slower leader), and whether
 the road's junction rule made it yield, and to whom. These records, not the policy
 being trained, are the source of the causal labels.
+
+A driver reaction delay (``reaction_steps``, set per episode from the scenario's
+``reaction_delay_s``) separates the cause from the motion: the acceleration the driver
+decides at step k (``commanded_accel``) is applied at step k + ``reaction_steps``
+(``applied_accel``, what the labels read, so that they agree with the logged future). A
+braking lead vehicle is then in the cameras for a whole delay before the ego's own
+acceleration, which the prompt quotes, shows the reaction. Simplifications: one fixed delay
+per episode, longitudinal only (steering, and so lane changes, act at once).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 from highway_env.vehicle.behavior import IDMVehicle
@@ -23,10 +33,12 @@ class RecordingIDMVehicle(IDMVehicle):
     """
 
     step_s = 0.1  # the simulation step; braking is limited to reach exactly zero speed
+    reaction_steps = 0  # steps between deciding an acceleration and applying it
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.records: list[dict] = []
+        self._decided: deque[float] = deque()  # accelerations decided, not yet applied
         self.lane_change_reason: dict | None = None
         self.blocked_by = None
 
@@ -51,18 +63,31 @@ class RecordingIDMVehicle(IDMVehicle):
                                              rear_vehicle=t_rear))
             record["target_leader"] = t_front
         acc = float(np.clip(acc, -self.ACC_MAX, self.ACC_MAX))
+        applied = self._after_reaction(acc)
         acc = max(acc, -max(self.speed, 0.0) / self.step_s)
+        applied = max(applied, -max(self.speed, 0.0) / self.step_s)
         record.update(
             target_lane_index=self.target_lane_index,
             lane_change_reason=self.lane_change_reason,
             commanded_accel=acc,
+            applied_accel=applied,
             target_speed=float(self.target_speed),
             yielding=bool(getattr(self, "is_yielding", False)),
             yield_to=self._yield_partner() if getattr(self, "is_yielding", False) else None,
             blocked_by=self.blocked_by,
         )
         self.records.append(record)
-        Vehicle.act(self, {"steering": float(steering), "acceleration": acc})
+        Vehicle.act(self, {"steering": float(steering), "acceleration": applied})
+
+    def _after_reaction(self, decided: float) -> float:
+        """The acceleration to apply now: the one decided ``reaction_steps`` steps ago (the
+        first decision stands in for the ones before the episode began)."""
+        if self.reaction_steps <= 0:
+            return decided
+        if not self._decided:
+            self._decided.extend([decided] * self.reaction_steps)
+        self._decided.append(decided)
+        return self._decided.popleft()
 
     def change_lane_policy(self) -> None:
         before = self.target_lane_index

@@ -209,16 +209,20 @@ def setup_scenario(spec: ScenarioSpec, seed: int):
     """Build the scenario; return (env, ego, event callback taking the time in seconds).
 
     Every scenario starts from highway-env's own IDM settings, whatever ran before it in this
-    process (:func:`reset_idm_class_settings`)."""
+    process (:func:`reset_idm_class_settings`); the ego driver reacts after the scenario's
+    ``reaction_delay_s``."""
     reset_idm_class_settings()
     rng = np.random.default_rng(seed)
     if spec.road == "highway":
-        return _setup_highway(spec, seed, rng)
-    if spec.road == "merge":
-        return _setup_merge(seed, rng)
-    if spec.road == "intersection":
-        return _setup_intersection(seed, rng)
-    return _setup_roundabout(seed, rng)
+        env, ego, event = _setup_highway(spec, seed, rng)
+    elif spec.road == "merge":
+        env, ego, event = _setup_merge(seed, rng)
+    elif spec.road == "intersection":
+        env, ego, event = _setup_intersection(seed, rng)
+    else:
+        env, ego, event = _setup_roundabout(seed, rng)
+    ego.reaction_steps = int(round(spec.reaction_delay_s / DT))
+    return env, ego, event
 
 
 def _setup_highway(spec: ScenarioSpec, seed: int, rng):

@@ -53,6 +53,7 @@ class RunConfig:
     max_reasoning_tokens: int = 96
     dataloader_workers: int = 0
     trajectory_loss_weight: float = 1.0  # weight of each trajectory token in the mean loss
+    meta_action_loss_weight: float = 1.0  # weight of each meta-action token in the mean loss
     trajectory_decoding: str = "greedy"  # in the validation: greedy | expected (entry)
 
     def __post_init__(self) -> None:
@@ -72,9 +73,9 @@ class RunConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         check_trajectory_decoding(self.trajectory_decoding)
-        if not self.trajectory_loss_weight > 0:
-            raise ValueError(f"trajectory_loss_weight must be > 0, "
-                             f"got {self.trajectory_loss_weight}")
+        for name in ("trajectory_loss_weight", "meta_action_loss_weight"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 

@@ -170,7 +170,8 @@ def run_stage(config: RunConfig, console=None) -> dict:
     trainer = SpanLossTrainer(model=model, args=args, train_dataset=dataset["train"],
                               data_collator=Collator(processor, codec, config.blank_images),
                               callbacks=[JsonlLogger(log_path)], trajectory_token_ids=traj_ids,
-                              trajectory_loss_weight=config.trajectory_loss_weight)
+                              trajectory_loss_weight=config.trajectory_loss_weight,
+                              meta_action_loss_weight=config.meta_action_loss_weight)
     output = trainer.train(resume_from_checkpoint=str(last) if last else None)
     final = config.final_dir
     trainer.save_model(str(final))

@@ -3,7 +3,8 @@
 ``SpanLossTrainer.compute_loss`` computes the usual next-token cross-entropy over the
 assistant's output (the collator masks the prompt; the output head runs only from the
 first labelled position on), optionally as a weighted mean in which each trajectory-span
-token counts ``trajectory_loss_weight`` times (the trajectory is a few tokens against a
+token counts ``trajectory_loss_weight`` times and each meta-action token
+``meta_action_loss_weight`` times (the trajectory and the decision are a few tokens against a
 reasoning of dozens, so at equal weight the text dominates the gradient), and, from the same
 logits, the unweighted mean
 loss on the reasoning, the meta-action and the trajectory tokens, and the accuracy of the
@@ -30,11 +31,12 @@ class SpanLossTrainer(Trainer):
     loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean
 
     def __init__(self, *args, trajectory_token_ids, trajectory_loss_weight: float = 1.0,
-                 **kwargs):
+                 meta_action_loss_weight: float = 1.0, **kwargs):
         import torch
 
         super().__init__(*args, **kwargs)
-        self.trajectory_loss_weight = float(trajectory_loss_weight)
+        self.span_weights = {SPANS["trajectory"]: float(trajectory_loss_weight),
+                             SPANS["meta_action"]: float(meta_action_loss_weight)}
         ids = torch.as_tensor(list(trajectory_token_ids), dtype=torch.long)
         self._is_traj = torch.zeros(int(ids.max()) + 1, dtype=torch.bool)
         self._is_traj[ids] = True  # token id -> is a <traj_k> token
@@ -57,9 +59,9 @@ class SpanLossTrainer(Trainer):
         per_token = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE,
                                     reduction="none")
         weight = (target != IGNORE).float()
-        if self.trajectory_loss_weight != 1.0:
-            weight = torch.where(span == SPANS["trajectory"],
-                                 weight * self.trajectory_loss_weight, weight)
+        for span_id, factor in self.span_weights.items():
+            if factor != 1.0:
+                weight = torch.where(span == span_id, weight * factor, weight)
         loss = (per_token * weight).sum() / weight.sum().clamp(min=1)
         if model.training:
             with torch.no_grad():
