@@ -93,16 +93,19 @@ SHARED_SERVER_MAX_LORA_RANK = 16
 @pytest.fixture(scope="session")
 def vllm_server(tiny_model_dir, tmp_path_factory):
     """One ``vllm serve`` of the tiny model (served as ``tiny``) on 127.0.0.1 for the whole
-    session, shared by the smoke, serving and GRPO tests: 6 images per prompt, 4,096 tokens,
+    session, shared by the smoke, serving and GRPO tests: the default camera rig's frames per
+    prompt (cameras x frames; each camera one video), 4,096 tokens,
     LoRA enabled with adapters loaded and unloaded at run time (``load_lora_adapter``).
 
     Started by the first test that asks for it; stopped at the end of the session by its
     process group, after which none of its processes may be alive. Tests add the adapters
     they need under their own names and must not assume which other adapters are loaded."""
+    from vla.serving.client import default_images_per_prompt
     from vla.serving.vllm_server import ServerConfig, VLLMServer
 
     server = VLLMServer(ServerConfig(model=tiny_model_dir, served_model_name="tiny",
-                                     images_per_prompt=6, max_model_len=4096, enable_lora=True,
+                                     images_per_prompt=default_images_per_prompt(),
+                                     max_model_len=4096, enable_lora=True,
                                      max_lora_rank=SHARED_SERVER_MAX_LORA_RANK),
                         log_path=tmp_path_factory.mktemp("vllm") / "vllm.log")
     server.start()

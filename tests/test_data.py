@@ -61,9 +61,9 @@ def test_samples_hold_cameras_history_future_label_and_cache(built):
     out, meta = built
     dataset, _ = load_dataset_dir(out)
     row = dataset["train"][0]
-    assert row["camera_names"] == ["front_left", "front", "front_right"] * 2
-    assert row["frame_times"] == [-0.5] * 3 + [0.0] * 3
-    assert all(im.size == (160, 96) for im in row["images"])
+    assert row["camera_names"] == ["front_left", "front_wide", "front_tele", "front_right"] * 2
+    assert row["frame_times"] == [-0.5] * 4 + [0.0] * 4
+    assert all(im.size == (224, 112) for im in row["images"])
     history = np.asarray(row["history"])
     assert history.shape == (21, 4) and np.allclose(history[-1, :3], 0, atol=1e-3)
     future = np.asarray(row["future"])
@@ -89,7 +89,7 @@ def test_splits_are_by_episode(built):
 @pytest.mark.sim
 def test_same_seed_same_dataset(tmp_path):
     config = BuildConfig(recipe="highway", episodes=3, seed=11,
-                         samples=SampleConfig(image_width=64, image_height=48, topdown=False))
+                         samples=SampleConfig(image_width=56, image_height=28, topdown=False))
     a = build_dataset(config, tmp_path / "a", progress=False)
     b = build_dataset(config, tmp_path / "b", progress=False)
     assert a["samples"] == b["samples"]
@@ -106,7 +106,7 @@ def test_show_writes_a_picture(built, tmp_path):
     out, _ = built
     png = show_sample(out, 0, tmp_path / "sample.png")
     image = Image.open(png)
-    assert image.width > 3 * 160 and image.height > 2 * 96
+    assert image.width > 4 * 224 and image.height > 2 * 112
     assert np.asarray(image).std() > 10
 
 

@@ -78,6 +78,44 @@ def test_missing_keys_render_a_dash_and_optional_rows_are_left_out():
         assert set(row.strip("| ").split(" | ")[1:]) == {"–"}
 
 
+WITH_IMAGES_AND_EVENTS = {
+    **SUMMARY,
+    "decision_accuracy_images_blanked": {"longitudinal": 0.2941, "lateral": 0.6667},
+    "consistency_images_blanked": 0.7451,
+    "correct_and_consistent_images_blanked": 0.2157,
+    "decision_accuracy_images_shuffled": {"longitudinal": 0.2745, "lateral": 0.6569},
+    "decision_accuracy_events": {"longitudinal": 0.25, "lateral": 0.6},
+    "decision_accuracy_events_blind_prior": {"longitudinal": 0.3, "lateral": 0.65},
+    "decision_accuracy_events_images_blanked": {"longitudinal": 0.2, "lateral": 0.6},
+    "decision_accuracy_free": {"longitudinal": 0.35, "lateral": 0.7},
+    "open_loop": {**SUMMARY["open_loop"],
+                  "image_diagnostics": {"images_blanked": {"l2_avg_3s": 1.9}},
+                  "subsets": {"events": {"samples": 60}, "free": {"samples": 42}}},
+}
+
+
+def test_image_diagnostic_rows_and_the_event_table_render_when_the_summary_has_them():
+    text = render_results(WITH_IMAGES_AND_EVENTS)
+    assert text.startswith(EXPECTED.split("| SFT model")[0])  # header, columns, model row
+    assert ("| GRPO model (greedy) | 0.284 / 0.667 | 0.765 | 0.226 | 1.845 | "
+            "0.324 [0.13, 0.53] | 0.500 |\n"
+            "| GRPO model, images blanked | 0.294 / 0.667 | 0.745 | 0.216 | 1.900 | – | – |\n"
+            "| GRPO model, images shuffled | 0.275 / 0.657 | – | – | – | – | – |\n"
+            "| SFT model (stage 2) |") in text
+    assert text.endswith(
+        "\n\nEvent samples (a vehicle brakes, cuts in, stands still or has right of way) "
+        "beside free driving, on the same open-loop test samples (how many in parentheses):\n"
+        "\n"
+        "|  | event samples: decision acc. lon / lat (60) | "
+        "free driving: decision acc. lon / lat (42) |\n"
+        "|---|---|---|\n"
+        "| GRPO model (greedy) | 0.250 / 0.600 | 0.350 / 0.700 |\n"
+        "| GRPO model, images blanked | 0.200 / 0.600 | – |\n"
+        "| blind-prior | 0.300 / 0.650 | – |\n")
+    assert "Event samples" not in render_results(SUMMARY)  # an older summary: no second table
+    assert "images blanked" in render_report(WITH_IMAGES_AND_EVENTS)
+
+
 def test_report_page_holds_the_results_block():
     page = render_report(SUMMARY)
     assert page.startswith("# vla demo: results\n")
@@ -117,3 +155,53 @@ def test_readme_results_table_matches_the_summary_it_quotes():
         f"README.md's results block differs from the table generated from "
         f"{README_SUMMARY.relative_to(ROOT)}; regenerate it with `python -m vla.demo_report "
         f"{README_SUMMARY.relative_to(ROOT)} --readme README.md`")
+
+
+def _open_loop_result(refs: dict, images: dict | None, subsets: dict | None) -> dict:
+    """An open-loop result as :func:`vla.evaluation.open_loop.evaluate_open_loop` writes it,
+    with or without the image diagnostics and the subsets."""
+    row = {"accuracy_lon": 0.5, "accuracy_lat": 0.5, "consistency": 0.5,
+           "correct_and_consistent": 0.25, "l2_avg_3s": 1.0, "parsed": 1.0}
+    out = {"samples": 4, "k": 2, "temperature": 0.5, "model": row,
+           "model_mean_k": {"l2_avg_3s": 1.0}, "references": refs,
+           "baselines": {name: {"l2_avg_3s": 1.0} for name in (
+               "constant-velocity", "constant-acceleration", "damped-acceleration", "expert")}}
+    if images is not None:
+        out["image_diagnostics"] = {name: {**row, **m} for name, m in images.items()}
+    if subsets is not None:
+        out["subsets"] = subsets
+    return out
+
+
+def test_demo_summary_holds_the_image_diagnostics_and_the_event_accuracy():
+    from vla.demo import _headline_numbers
+
+    row = {"accuracy_lon": 0.5, "accuracy_lat": 0.75, "consistency": 1.0,
+           "correct_and_consistent": 0.5, "l2_avg_3s": 1.2, "parsed": 1.0}
+    refs = {"blind-prior": row, "blind-learned": {**row, "accuracy_lon": 0.6}}
+    images = {"images_blanked": {"accuracy_lon": 0.1}, "images_shuffled": {"accuracy_lon": 0.2}}
+    subsets = {"events": {"samples": 3, "model": {**row, "accuracy_lon": 1 / 3},
+                          "references": refs,
+                          "image_diagnostics": {"images_blanked": {**row, "accuracy_lon": 0.0},
+                                                "images_shuffled": row}},
+               "free": {"samples": 1, "model": row, "references": refs,
+                        "image_diagnostics": {"images_blanked": row, "images_shuffled": {}}}}
+    closed = {"planners": {"model": {"episodes": 2, "pdms_like": 0.5}}}
+    old = _headline_numbers({"consistency": 0.5}, _open_loop_result(refs, None, None), closed)
+    new = _headline_numbers({"consistency": 0.5}, _open_loop_result(refs, images, subsets),
+                            closed)
+    assert all(new[k] == v for k, v in old.items() if k != "open_loop")  # old keys unchanged
+    assert new["decision_accuracy_images_blanked"] == {"longitudinal": 0.1, "lateral": 0.5}
+    assert new["decision_accuracy_images_shuffled"]["longitudinal"] == 0.2
+    assert new["decision_accuracy_events"] == {"longitudinal": 1 / 3, "lateral": 0.75}
+    assert new["decision_accuracy_events_blind_prior"]["longitudinal"] == 0.5
+    assert new["decision_accuracy_events_blind_learned"]["longitudinal"] == 0.6
+    assert new["decision_accuracy_events_images_blanked"]["longitudinal"] == 0.0
+    assert new["decision_accuracy_events_images_shuffled"]["longitudinal"] == 0.5
+    assert "decision_accuracy_free_images_shuffled" not in new  # no sample had a partner
+    assert new["open_loop"]["subsets"] == subsets
+    assert not any(k.startswith(("decision_accuracy_events", "decision_accuracy_images"))
+                   for k in old)
+    text = render_results({**new, "scale": "tiny"})
+    assert "| GRPO model, images blanked | 0.100 / 0.500 |" in text
+    assert "| GRPO model (greedy) | 0.333 / 0.750 | 0.500 / 0.750 |" in text  # events, free

@@ -106,20 +106,94 @@ def test_any_walk_through_the_grammar_parses(grammar, tiny_model_dir, rnd):
     assert len(d.trajectory_ids) == grammar.n
 
 
-def _sample(i=0):
+CAMERAS = ["front_left", "front", "front_right"]
+
+
+def _sample(i=0, frames=2):
+    """A sample of 3 cameras over ``frames`` frames 0.5 s apart (oldest first, the cameras in
+    rig order within a frame)."""
     from vla.serving.parity import synthetic_camera_images
 
-    names = ["front_left", "front", "front_right"] * 2
+    times = [0.5 * (k - frames + 1) for k in range(frames) for _ in CAMERAS]
     t = np.arange(1, 61) / 10
     future = np.stack([10 * t, 0 * t, 0 * t], axis=1)
-    return {"sample_id": f"s{i}", "images": [__import__("PIL.Image").Image.fromarray(a)
-                                             for a in synthetic_camera_images(6, 96, 160, i)],
-            "camera_names": names, "frame_times": [-0.5] * 3 + [0.0] * 3,
+    return {"sample_id": f"s{i}", "images": [
+                __import__("PIL.Image").Image.fromarray(a)
+                for a in synthetic_camera_images(len(times), 96, 160, i)],
+            "camera_names": CAMERAS * frames, "frame_times": times,
             "history": [[-(20 - k) * 0.5, 0.0, 0.0, 10.0] for k in range(21)],
             "ego_speed": 10.0, "ego_accel": 0.0, "ego_yaw_rate": 0.0,
             "command": "follow_road", "future": future.tolist(),
             "reasoning": "The lane ahead is clear, so keep speed and keep the lane.",
             "decision_lon": "keep_speed", "decision_lat": "keep_lane"}
+
+
+def _recorded_media(sample):
+    """The user turn's media parts, each with the frames it carries."""
+    from vla.model.prompting import MediaParts, messages
+
+    parts = MediaParts(image=lambda frame: {"type": "image", "frames": [frame]},
+                       video=lambda frames: {"type": "video", "frames": list(frames)})
+    content = messages(sample, sample["images"], parts)[1]["content"]
+    lines = [p["text"].strip() for p in content if p["type"] == "text"][1:-1]  # camera lines
+    return [p for p in content if p["type"] != "text"], lines
+
+
+def test_each_camera_is_one_video_of_its_frames_in_rig_order():
+    sample = _sample(0)
+    media, lines = _recorded_media(sample)
+    images = sample["images"]
+    assert [m["type"] for m in media] == ["video"] * 3
+    assert [m["frames"] for m in media] == [[images[c], images[3 + c]] for c in range(3)]
+    assert lines == [f"{c} camera, frames at -0.5 s and +0.0 s:" for c in CAMERAS]
+    media, lines = _recorded_media(_sample(0, frames=4))
+    assert [len(m["frames"]) for m in media] == [4] * 3
+    assert lines[0] == "front_left camera, frames at -1.5 s, -1.0 s, -0.5 s and +0.0 s:"
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_a_frame_count_that_fills_no_temporal_patch_keeps_still_images(frames):
+    sample = _sample(0, frames=frames)
+    media, lines = _recorded_media(sample)
+    assert [m["type"] for m in media] == ["image"] * 3 * frames
+    assert [m["frames"][0] for m in media] == sample["images"]  # the sample's order
+    assert lines[:3] == [f"{c} camera at t={0.5 * (1 - frames):+.1f}s:" for c in CAMERAS]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.update(images=s["images"][:5]), "s0: 5 images but 6 camera names"),
+    (lambda s: s.update(camera_names=CAMERAS * 2 + ["front"], frame_times=[-0.5] * 3 + [0.0] * 4,
+                        images=s["images"] + s["images"][:1]),
+     r"s0: every camera must have the same number of frames.*'front': 3"),
+    (lambda s: s.update(frame_times=[0.0] * 3 + [-0.5] * 3), "camera front_left's frame times "
+                                                             "must increase"),
+])
+def test_media_that_do_not_pair_up_are_refused_naming_the_sample(change, message):
+    sample = _sample(0)
+    change(sample)
+    with pytest.raises(ValueError, match=message):
+        _recorded_media(sample)
+
+
+def test_processor_gets_each_camera_as_one_temporal_patch(tiny_model_dir):
+    from transformers import AutoProcessor
+
+    from vla.model.prompting import chat_prompt
+    from vla.model.visual_inputs import processor_inputs, visual_inputs
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    for frames, grid_t in ((2, 1), (4, 2)):
+        sample = _sample(0, frames=frames)
+        inputs = processor_inputs(processor, [chat_prompt(processor, sample, sample["images"])],
+                                  [visual_inputs(sample, sample["images"])])
+        assert "pixel_values" not in inputs
+        assert inputs["video_grid_thw"][:, 0].tolist() == [grid_t] * 3
+        # frames 0.5 s apart: 2 frames per temporal patch, 1.0 s between patches
+        assert inputs["second_per_grid_ts"].tolist() == [1.0] * 3
+    sample = _sample(0, frames=1)
+    inputs = processor_inputs(processor, [chat_prompt(processor, sample, sample["images"])],
+                              [visual_inputs(sample, sample["images"])])
+    assert "pixel_values_videos" not in inputs and len(inputs["image_grid_thw"]) == 3
 
 
 def test_collator_masks_the_prompt_and_counts_tokens(tiny_model_dir):
@@ -151,10 +225,20 @@ def test_collator_masks_the_prompt_and_counts_tokens(tiny_model_dir):
                                       "<|meta_action_end|>")
     assert decoded["trajectory"].startswith("<|traj_future_start|><traj_")
     assert int((spans[0] == SPANS["trajectory"]).sum()) == loaded.codec.num_tokens + 3
+    # 2 samples x 3 cameras, each camera's 2 frames one video of one temporal patch
+    grid = batch["video_grid_thw"]
+    assert grid.tolist() == [grid[0].tolist()] * 6 and int(grid[0, 0]) == 1
+    assert "pixel_values" not in batch
+    assert batch["pixel_values_videos"].shape[0] == int(grid.prod(-1).sum())
+    video_pad = loaded.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    assert counts["image"] == int((ids == video_pad).sum()) == int(grid.prod(-1).sum()) // 4
+    # half the tokens of the same frames given as still images
+    still = loaded.processor.image_processor(images=_sample(0)["images"][:1])["image_grid_thw"]
+    assert 2 * counts["image"] == 2 * 6 * int(still.prod()) // 4
     blank = Collator(loaded.processor, loaded.codec, blank_images=True)([_sample(0)])
-    patches = blank["pixel_values"]
-    assert bool((patches == patches[0]).all())  # every patch of every image is the same
-    assert not bool((batch["pixel_values"] == batch["pixel_values"][0]).all())
+    patches = blank["pixel_values_videos"]
+    assert bool((patches == patches[0]).all())  # every patch of every video frame is the same
+    assert not bool((batch["pixel_values_videos"] == batch["pixel_values_videos"][0]).all())
     loss = loaded.model(**batch).loss
     assert np.isfinite(loss.item())
 
@@ -164,8 +248,8 @@ def test_constrained_generation_of_a_random_model_parses(tiny_model_dir):
     from vla.model.loading import load_model_dir
 
     loaded = load_model_dir(tiny_model_dir)
-    for seed in range(2):
-        gen = generate_decision(loaded, _sample(seed), do_sample=True, seed=seed,
+    for seed, frames in ((0, 2), (1, 1)):  # cameras as videos; a 1-frame rig's still images
+        gen = generate_decision(loaded, _sample(seed, frames), do_sample=True, seed=seed,
                                 max_reasoning_tokens=24)
         assert gen.error is None, gen.text
         assert gen.decision.trajectory.shape == (60, 3)

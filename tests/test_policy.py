@@ -52,10 +52,15 @@ def test_reference_policies_answer_through_the_protocol(scenes):
 
 
 def test_transformers_policy_greedy_and_seeded_samples(tiny_model_dir, scenes):
-    from vla.model.generate import TransformersPolicy, generate_decision
+    from vla.model.generate import TransformersPolicy, generate_decision, prompt_inputs
     from vla.model.loading import load_model_dir
 
     loaded = load_model_dir(tiny_model_dir)
+    # the data set's rig (2 frames per camera): each camera one video of one temporal patch
+    inputs = prompt_inputs(loaded.processor, scenes[0])
+    cameras = list(dict.fromkeys(scenes[0]["camera_names"]))
+    assert "pixel_values" not in inputs
+    assert inputs["video_grid_thw"][:, 0].tolist() == [1] * len(cameras)
     policy = TransformersPolicy(loaded, max_reasoning_tokens=12)
     assert isinstance(policy, Policy) and policy.name == str(tiny_model_dir)
     greedy = policy.decide(scenes[:1])

@@ -62,10 +62,10 @@ def test_serving_configs_hold_the_engine_settings_and_flags_override_them(model_
         assert path.name == f"{name}.yaml" and set(settings) <= set(SERVE_CONFIG_KEYS)
         server_config(model_dir, name)  # every packaged config is valid
     cpu = server_config(model_dir, "cpu")
-    # what `vla serve` ran with before the configs were files
+    # what `vla serve` ran with before the configs were files, for the 4-camera rig
     assert (cpu.host, cpu.port, cpu.dtype, cpu.max_model_len, cpu.images_per_prompt,
             cpu.kv_cache_gib, cpu.enable_lora, cpu.tensor_parallel_size) == \
-        ("127.0.0.1", 8000, "float32", 4096, 6, 1, True, 1)
+        ("127.0.0.1", 8000, "float32", 4096, 8, 1, True, 1)
     flagged = server_config(model_dir, "cpu", port=8123, max_model_len=2048, host=None)
     assert (flagged.port, flagged.max_model_len, flagged.host) == (8123, 2048, "127.0.0.1")
     command = VLLMServer(server_config(model_dir, "tp2")).command()

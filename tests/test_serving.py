@@ -130,6 +130,47 @@ def test_client_samples_n_decisions_that_parse(server, tiny_model_dir, samples):
                and c.seconds > 0 for c in outputs)
 
 
+def test_a_camera_reaches_vllm_as_one_video_of_its_frames_at_their_rate(tiny_model_dir,
+                                                                        samples):
+    """The client's video part decodes in vLLM, at the frame rate the server is started
+    with, to the camera's frames, lossless; vLLM's processor then gives the same pixels and
+    the same seconds per temporal patch as transformers' (vla.model.visual_inputs). A sample
+    whose frames make another rate is refused."""
+    from transformers import AutoProcessor
+    from transformers.video_utils import VideoMetadata
+    from vllm.multimodal.media.connector import MediaConnector
+
+    from vla.model.visual_inputs import processor_inputs, visual_inputs
+    from vla.serving.vllm_server import ServerConfig, VLLMServer
+
+    sample = samples[0]
+    client = VLAClient.for_model_dir("http://127.0.0.1:1", "tiny", tiny_model_dir,
+                                     images_per_prompt=len(sample["images"]))
+    body = client.request_body(sample)
+    videos = [p for p in body["messages"][1]["content"] if p["type"] == "video_url"]
+    media = visual_inputs(sample, [im.convert("RGB") for im in sample["images"]])
+    assert len(videos) == len(media) == len(set(sample["camera_names"]))
+    command = VLLMServer(ServerConfig(model=tiny_model_dir)).command()
+    media_io = json.loads(command[command.index("--media-io-kwargs") + 1])
+    gap = sample["frame_times"][-1] - sample["frame_times"][0]
+    assert media_io == {"video": {"fps": 1 / gap}} and client.video_fps == 1 / gap
+    connector = MediaConnector(media_io_kwargs=media_io)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    text = ["<|vision_start|><|video_pad|><|vision_end|>"]
+    for part, video in zip(videos, media, strict=True):
+        frames, metadata = connector.fetch_video(part["video_url"]["url"]).media
+        assert np.array_equal(frames, np.stack([np.asarray(f) for f in video.frames]))
+        assert metadata["fps"] == video.fps and metadata["frames_indices"] == [0, 1]
+        served = processor(text=text, videos=[frames], return_tensors="pt", video_metadata=[
+            VideoMetadata(**{k: v for k, v in metadata.items() if k != "do_sample_frames"})])
+        ours = processor_inputs(processor, text, [[video]])
+        assert np.array_equal(served["pixel_values_videos"], ours["pixel_values_videos"])
+        assert served["second_per_grid_ts"].tolist() == ours["second_per_grid_ts"].tolist()
+    slower = {**sample, "frame_times": [2 * t for t in sample["frame_times"]]}
+    with pytest.raises(RequestError, match="1 frames per second .* reads videos at 2"):
+        client.request_body(slower)
+
+
 def _png(size, mode="RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size).save(buffer, format="PNG")
@@ -145,21 +186,24 @@ def test_bad_input_is_refused_by_the_client_and_by_the_server(server, tiny_model
     good = client.request_body(samples[0], max_tokens=8, constrained=False)
     body = json.loads(json.dumps(good))
     parts = body["messages"][1]["content"]
-    image_parts = [p for p in parts if p["type"] == "image_url"]
+    video_parts = [p for p in parts if p["type"] == "video_url"]
+    head, frames = video_parts[0]["video_url"]["url"].split(",", 1)
+    later_frames = frames.split(",")[1:]
     if case == "wrong_image_count":
         sample["images"] = list(sample["images"]) + [sample["images"][0]]
-        parts.append(dict(image_parts[0]))  # 7 images, the server allows 6
-        message = "7 images"
+        # one video per camera: more videos than the server takes (half its images)
+        parts += [dict(video_parts[0])] * server.config.images_per_prompt
+        message = f"{len(sample['images'])} images"
     elif case == "not_an_image":
         sample["images"] = [b"definitely not a png"] + list(sample["images"][1:])
-        image_parts[0]["image_url"]["url"] = "data:image/png;base64," + base64.b64encode(
-            b"definitely not a png").decode()
+        video_parts[0]["video_url"]["url"] = ",".join(
+            [head, base64.b64encode(b"definitely not a png").decode(), *later_frames])
         message = "not a readable image"
     elif case == "huge_image":
         huge = _png((20000, 20000), mode="1")
         sample["images"] = [huge] + list(sample["images"][1:])
-        image_parts[0]["image_url"]["url"] = "data:image/png;base64," + base64.b64encode(
-            huge).decode()
+        video_parts[0]["video_url"]["url"] = ",".join(
+            [head, base64.b64encode(huge).decode(), *later_frames])
         message = "larger than"
     else:
         del sample["history"]

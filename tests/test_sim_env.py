@@ -14,7 +14,7 @@ from vla.sim.recipes import ScenarioSpec
 
 LEAD_BRAKE_SEED = 1016164991  # constant speed straight on ends in the braking lead vehicle
 SPEC = ScenarioSpec("lead_brake", duration_s=10.0, traffic=6)
-SMALL = SampleConfig(cameras=("front_left", "front"), image_width=64, image_height=48)
+SMALL = SampleConfig(cameras=("front_left", "front"), image_width=56, image_height=28)
 
 
 def _env(**kwargs) -> DrivingEnv:
@@ -42,7 +42,7 @@ def test_reset_gives_the_first_decisions_observation():
         current = obs.current_images()
         assert len(current) == 2 and current == view["images"][-2:]
         image = Image.open(io.BytesIO(current[0]["bytes"]))
-        assert image.size == (64, 48)
+        assert image.size == (56, 28)
         assert len(view["history"]) == SMALL.steps(SMALL.history_s) + 1
         assert view["ego_speed"] > 0 and view["command"] == "follow_road"
         log = env.log()

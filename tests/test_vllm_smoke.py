@@ -56,7 +56,7 @@ def test_grammar_constrained_samples_all_parse(server, tiny_model_dir):
     from vla.model.loading import grammar_for_dir, load_codec_of
     from vla.model.parser import parse_output
     from vla.model.prompting import messages
-    from vla.serving.chat import image_data_uri
+    from vla.serving.chat import DATA_URI_PARTS
 
     grammar = grammar_for_dir(tiny_model_dir, max_reasoning_tokens=40)
     sample = {"camera_names": ["front_left", "front", "front_right"] * 2,
@@ -64,8 +64,7 @@ def test_grammar_constrained_samples_all_parse(server, tiny_model_dir):
               "history": [[-(20 - k) * 0.5, 0.0, 0.0, 10.0] for k in range(21)],
               "ego_speed": 10.0, "command": "follow_road"}
     images = [Image.fromarray(a) for a in synthetic_camera_images(6, 96, 160)]
-    chat = messages(sample, images,
-                    lambda im: {"type": "image_url", "image_url": {"url": image_data_uri(im)}})
+    chat = messages(sample, images, DATA_URI_PARTS)  # each camera one video of 2 frames
     body = {"model": "tiny", "messages": chat, "n": 4, "temperature": 1.0, "max_tokens": 120,
             "skip_special_tokens": False, "structured_outputs": {"grammar": lark_grammar(grammar)}}
     reply = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=300)

@@ -10,7 +10,9 @@
 7. ``open_loop``   open-loop evaluation of the GRPO policy through the endpoint on the same test
                    samples, with baselines: its greedy output gives ``parse_rate``,
                    ``decision_accuracy``, ``consistency_grpo`` and ``ade_3s_model``; the mean
-                   of 2 samples at T = 0.5 gives ``ade_3s_model_mean_k``;
+                   of 2 samples at T = 0.5 gives ``ade_3s_model_mean_k``; the greedy output
+                   with the images blanked or shuffled, and the accuracy on the event samples,
+                   show whether the policy looks at its cameras;
 8. ``closed_loop`` the GRPO policy, the damped prior (what a model that ignores its inputs
                    drives), the expert through the same tracker, constant velocity and the
                    expert itself drive ``eval/scenarios/demo.yaml`` (every event, 2 episodes
@@ -256,19 +258,44 @@ def _report_stage(out: Path, traces: Path, data_dir: Path, model_dir: Path,
     return report
 
 
+def _accuracy(row: dict) -> dict:
+    return {"longitudinal": row["accuracy_lon"], "lateral": row["accuracy_lat"]}
+
+
+def _image_and_subset_numbers(open_loop: dict) -> dict:
+    """The decision numbers of the image diagnostics (the GRPO policy shown black images, or
+    another sample's) on all test samples, and of the model, the blind rows and the image
+    diagnostics on the event samples and on free driving (``decision_accuracy_events``,
+    ``decision_accuracy_events_blind_prior``, ``decision_accuracy_free_images_blanked``, ...).
+    Empty for an open-loop result without them (one written before they existed)."""
+    out = {}
+    for name, row in (open_loop.get("image_diagnostics") or {}).items():
+        if "accuracy_lon" in row:
+            out[f"decision_accuracy_{name}"] = _accuracy(row)
+            out[f"consistency_{name}"] = row["consistency"]
+            out[f"correct_and_consistent_{name}"] = row["correct_and_consistent"]
+    for subset, part in (open_loop.get("subsets") or {}).items():
+        rows = {"": part.get("model", {}),
+                **{f"_{n.replace('-', '_')}": r for n, r in part.get("references", {}).items()},
+                **{f"_{n}": r for n, r in part.get("image_diagnostics", {}).items()}}
+        out.update({f"decision_accuracy_{subset}{suffix}": _accuracy(row)
+                    for suffix, row in rows.items() if "accuracy_lon" in row})
+    return out
+
+
 def _headline_numbers(sft: dict, open_loop: dict, closed_loop: dict) -> dict:
     """The summary's numbers: the GRPO policy's greedy output through the endpoint, the blind
-    references on the same test samples, the SFT validation, the baselines, the closed loop."""
+    references on the same test samples, the SFT validation, the baselines, the image
+    diagnostics and the event / free-driving subsets (:func:`_image_and_subset_numbers`), the
+    closed loop."""
     policy = open_loop["model"]  # the GRPO policy's greedy output through the endpoint
     refs = open_loop["references"]  # the blind rows on the same test samples
-
-    def accuracy(row: dict) -> dict:
-        return {"longitudinal": row["accuracy_lon"], "lateral": row["accuracy_lat"]}
+    kept = {k: open_loop[k] for k in ("image_diagnostics", "subsets") if k in open_loop}
 
     return {
         "parse_rate": policy["parsed"],
-        "decision_accuracy": accuracy(policy),
-        **{f"decision_accuracy_{name.replace('-', '_')}": accuracy(row)
+        "decision_accuracy": _accuracy(policy),
+        **{f"decision_accuracy_{name.replace('-', '_')}": _accuracy(row)
            for name, row in refs.items()},
         "consistency_sft": sft["consistency"],
         "consistency_grpo": policy["consistency"],
@@ -287,9 +314,10 @@ def _headline_numbers(sft: dict, open_loop: dict, closed_loop: dict) -> dict:
         "ade_3s_damped_acceleration":
             open_loop["baselines"]["damped-acceleration"]["l2_avg_3s"],
         "validation_samples": open_loop["samples"],
+        **_image_and_subset_numbers(open_loop),
         "open_loop": {"samples": open_loop["samples"], "model": open_loop["model"],
                       "model_mean_k": open_loop["model_mean_k"], "references": refs,
-                      "baselines": open_loop["baselines"]},
+                      "baselines": open_loop["baselines"], **kept},
         "closed_loop": {name: {k: m[k] for k in CLOSED_LOOP_KEYS if k in m}
                         for name, m in closed_loop["planners"].items()},
     }
@@ -325,8 +353,8 @@ def _served_stages(config: DemoConfig, stages: _Stages, console: Console, inputs
                                      max_lora_rank=lora_rank_of(inputs.sft_adapter),
                                      images_per_prompt=max(per_prompt, 2), max_model_len=4096),
                         log_path=config.out / "logs" / "vllm_server.log")
-    preset = get_preset(config.scale)
-    images = synthetic_camera_images(2, preset.image_side, preset.image_side)
+    rig = inputs.data_meta["config"]["samples"]  # parity on pictures of the cameras' size
+    images = synthetic_camera_images(2, rig["image_height"], rig["image_width"])
     forward = hf_forward(inputs.base, images)
     with server:
         _check_parity(server.url, images, forward)
@@ -390,7 +418,8 @@ def _served_policy(server_url: str, grpo_result: dict, base: Path, per_prompt: i
 def _open_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs,
                      policy) -> dict:
     """``open_loop``: the served policy and the blind references on stratified test samples,
-    unless an earlier run wrote them; the result."""
+    with the image diagnostics and the event / free-driving subsets, unless an earlier run
+    wrote them; the result."""
     from vla.evaluation.open_loop import evaluate_open_loop
     start = time.perf_counter()
     open_loop = inputs.open_loop
@@ -405,7 +434,7 @@ def _open_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs,
         open_loop = evaluate_open_loop(policy, samples, 10.0,
                                        references=blind_policies(inputs.dataset["train"]),
                                        k=config.open_loop_k, shortcut=False,
-                                       concurrency=8,
+                                       image_diagnostics=True, concurrency=8,
                                        temperature=config.open_loop_temperature)
         write_json(inputs.eval_dir / "open_loop.json", open_loop)
     stages.finish("open_loop", start, f"{open_loop['samples']} test samples: ADE@3s "
@@ -463,6 +492,30 @@ def _write_report(trace_file: Path, data_dir: Path, model_dir: Path, out: Path) 
     main(["traces", "report", str(trace_file), "--data", str(data_dir), "--out", str(out)])
 
 
+def _print_subsets(console: Console, summary: dict) -> None:
+    """Decision accuracy on the event samples beside free driving (nothing for a summary
+    without them)."""
+    subsets = summary["open_loop"].get("subsets")
+    if not subsets:
+        return
+    table = Table(title="decision accuracy lon / lat: event samples (a vehicle brakes, cuts "
+                        "in, stands still or has right of way) and free driving")
+    table.add_column("")
+    for name in subsets:
+        table.add_column(f"{name} ({subsets[name]['samples']} samples)", justify="right")
+    suffixes = {"GRPO, greedy": "", "GRPO, images blanked": "_images_blanked",
+                "GRPO, images shuffled": "_images_shuffled",
+                **{name: f"_{name.replace('-', '_')}"
+                   for name in summary["open_loop"].get("references", {})}}
+    for label, suffix in suffixes.items():
+        cells = [summary.get(f"decision_accuracy_{name}{suffix}") for name in subsets]
+        if any(cells):
+            table.add_row(label, *("–" if not c else
+                                   f"{c['longitudinal']:.3f} / {c['lateral']:.3f}"
+                                   for c in cells))
+    console.print(table)
+
+
 def _print_summary(console: Console, summary: dict) -> None:
     from vla.evaluation.cli import ci_cell
 
@@ -486,7 +539,12 @@ def _print_summary(console: Console, summary: dict) -> None:
                  f"{summary['ade_3s_model']:.3f}")
     head.add_row(f"GRPO, {summary['mean_k']}", "", "", "", "",
                  f"{summary['ade_3s_model_mean_k']:.3f}")
-    for name, row in summary["open_loop"].get("references", {}).items():
+    rows = {**{f"GRPO, {name.replace('_', ' ')}": row for name, row in
+               summary["open_loop"].get("image_diagnostics", {}).items()},
+            **summary["open_loop"].get("references", {})}
+    for name, row in rows.items():
+        if "accuracy_lon" not in row:
+            continue
         head.add_row(name, f"{row['parsed']:.3f}",
                      f"{row['accuracy_lon']:.3f} / {row['accuracy_lat']:.3f}",
                      f"{row['consistency']:.3f}", f"{row['correct_and_consistent']:.3f}",
@@ -498,6 +556,7 @@ def _print_summary(console: Console, summary: dict) -> None:
     head.add_row("damped acceleration (the codec's prior)", "", "", "", "",
                  f"{summary['ade_3s_damped_acceleration']:.3f}")
     console.print(head)
+    _print_subsets(console, summary)
     episodes = next(iter(summary["closed_loop"].values()), {}).get("episodes")
     cl = Table(title=f"closed loop (eval/scenarios/demo.yaml, {episodes} episodes; 95 % "
                      f"bootstrap intervals over episodes)")

@@ -1,11 +1,15 @@
-"""The demo's results as Markdown: one table generated from ``<out>/summary.json``.
+"""The demo's results as Markdown: tables generated from ``<out>/summary.json``.
 
 ``render_report(summary)`` is the page the demo writes as ``<out>/report.md``;
-``render_results(summary)`` is its header line and table, the block README.md quotes between
-``RESULTS_BEGIN`` and ``RESULTS_END``. The table puts the model beside the rows it must beat:
-the blind rows (decisions from the prompt's numbers alone, no images) and the kinematic
+``render_results(summary)`` is its header line and tables, the block README.md quotes between
+``RESULTS_BEGIN`` and ``RESULTS_END``. The results table puts the model beside the rows it must
+beat: the blind rows (decisions from the prompt's numbers alone, no images) and the kinematic
 baselines, each scored on the same test samples and, where it drives, the same closed-loop
-episodes. A cell the summary has no value for reads "–".
+episodes; with the image diagnostics, the model again with its camera images blacked out and
+with another sample's. A second table, for a summary that has them, gives the decision
+accuracy on the event samples (a vehicle brakes, cuts in, stands still or has right of way)
+beside free driving. A cell the summary has no value for reads "–"; optional rows without any
+value, and the second table without any, are left out (an older summary renders as it did).
 
     python -m vla.demo_report runs/demo/summary.json                     # print the page
     python -m vla.demo_report docs/results/DATE-demo-summary.json --readme README.md
@@ -28,6 +32,9 @@ RESULTS_END = "<!-- results:end -->"
 MISSING = "–"
 COLUMNS = ("", "decision acc. lon / lat", "consistency", "correct & consistent", "ADE@3 s (m)",
            "closed-loop PDMS-like [95 % CI]", "closed-loop off-road rate [95 % CI]")
+SUBSETS = (("events", "event samples"), ("free", "free driving"))
+"""The open-loop subsets of the second table (:func:`vla.evaluation.open_loop.split_by_subset`)
+and their column names."""
 
 
 @dataclass(frozen=True)
@@ -36,15 +43,16 @@ class Row:
 
     ``key`` is the suffix of the summary's per-row keys (``decision_accuracy<key>``,
     ``consistency<key>``, ``correct_and_consistent<key>``); ``reference`` names the row in
-    ``open_loop.references`` (for its ADE@3 s); ``ade_key`` a top-level ADE@3 s; ``planner``
-    the row in ``closed_loop``. ``optional`` rows are left out when the summary has none of
-    their values.
+    ``open_loop.references`` (for its ADE@3 s), ``diagnostic`` the one in
+    ``open_loop.image_diagnostics``; ``ade_key`` a top-level ADE@3 s; ``planner`` the row in
+    ``closed_loop``. ``optional`` rows are left out when the summary has none of their values.
     """
 
     label: str
     key: str | None = None
     consistency_key: str | None = None
     reference: str | None = None
+    diagnostic: str | None = None
     ade_key: str | None = None
     planner: str | None = None
     optional: bool = False
@@ -53,6 +61,10 @@ class Row:
 ROWS = (
     Row("GRPO model (greedy)", key="", consistency_key="consistency_grpo",
         ade_key="ade_3s_model", planner="model"),
+    Row("GRPO model, images blanked", key="_images_blanked", diagnostic="images_blanked",
+        optional=True),
+    Row("GRPO model, images shuffled", key="_images_shuffled", diagnostic="images_shuffled",
+        optional=True),
     Row("SFT model (stage 2)", consistency_key="consistency_sft", optional=True),
     Row("blind-constant", key="_blind_constant", reference="blind-constant"),
     Row("blind-prior", key="_blind_prior", reference="blind-prior"),
@@ -64,6 +76,11 @@ ROWS = (
     Row("expert through the tracker", planner="expert-tracked", optional=True),
     Row("expert", planner="expert"),
 )
+SUBSET_ROWS = (("GRPO model (greedy)", ""), ("GRPO model, images blanked", "_images_blanked"),
+               ("GRPO model, images shuffled", "_images_shuffled"),
+               ("blind-constant", "_blind_constant"), ("blind-prior", "_blind_prior"),
+               ("blind-learned", "_blind_learned"))
+"""The second table's rows: label, and the suffix of ``decision_accuracy_<subset><suffix>``."""
 
 
 def _number(value) -> str:
@@ -81,8 +98,7 @@ def _with_interval(metrics: dict, name: str) -> str:
 
 def _cells(summary: dict, row: Row) -> list[str]:
     accuracy = summary.get(f"decision_accuracy{row.key}") if row.key is not None else None
-    accuracy_cell = MISSING if not accuracy else (
-        f"{_number(accuracy.get('longitudinal'))} / {_number(accuracy.get('lateral'))}")
+    accuracy_cell = _accuracy_cell(accuracy)
     consistency_key = row.consistency_key or (
         f"consistency{row.key}" if row.key is not None else None)
     both_key = f"correct_and_consistent{row.key}" if row.key is not None else None
@@ -90,6 +106,10 @@ def _cells(summary: dict, row: Row) -> list[str]:
     if ade is None and row.reference:
         reference = summary.get("open_loop", {}).get("references", {}).get(row.reference, {})
         ade = reference.get("l2_avg_3s")
+    if ade is None and row.diagnostic:
+        diagnostic = summary.get("open_loop", {}).get("image_diagnostics", {}).get(
+            row.diagnostic, {})
+        ade = diagnostic.get("l2_avg_3s")
     if ade is None and row.planner == "expert":
         ade = summary.get("open_loop", {}).get("baselines", {}).get("expert", {}).get(
             "l2_avg_3s")
@@ -124,8 +144,37 @@ def _header(summary: dict) -> str:
     return "; ".join(parts) + "."
 
 
+def _accuracy_cell(accuracy: dict | None) -> str:
+    return MISSING if not accuracy else (
+        f"{_number(accuracy.get('longitudinal'))} / {_number(accuracy.get('lateral'))}")
+
+
+def render_subsets(summary: dict) -> str:
+    """Decision accuracy on the event samples beside free driving, as Markdown: a line and a
+    table of the rows of :data:`SUBSET_ROWS` the summary has; empty for a summary without
+    any."""
+    rows = []
+    for label, suffix in SUBSET_ROWS:
+        cells = [_accuracy_cell(summary.get(f"decision_accuracy_{name}{suffix}"))
+                 for name, _ in SUBSETS]
+        if any(cell != MISSING for cell in cells):
+            rows.append("| " + " | ".join([label, *cells]) + " |")
+    if not rows:
+        return ""
+    parts = summary.get("open_loop", {}).get("subsets", {})
+    columns = ["", *(f"{title}: decision acc. lon / lat"
+                     + (f" ({parts[name]['samples']})" if "samples" in parts.get(name, {})
+                        else "") for name, title in SUBSETS)]
+    return "\n".join([
+        "Event samples (a vehicle brakes, cuts in, stands still or has right of way) beside "
+        "free driving, on the same open-loop test samples (how many in parentheses):", "",
+        "| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|",
+        *rows]) + "\n"
+
+
 def render_results(summary: dict) -> str:
-    """The header line and the results table (the block README.md quotes), as Markdown."""
+    """The header line and the results table (the block README.md quotes), as Markdown; then,
+    for a summary that has them, the event-sample table (:func:`render_subsets`)."""
     lines = [_header(summary), "",
              "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join("---" for _ in COLUMNS) + "|"]
@@ -134,7 +183,8 @@ def render_results(summary: dict) -> str:
         if row.optional and all(cell == MISSING for cell in cells):
             continue
         lines.append("| " + " | ".join([row.label, *cells]) + " |")
-    return "\n".join(lines) + "\n"
+    subsets = render_subsets(summary)
+    return "\n".join(lines) + "\n" + ("\n" + subsets if subsets else "")
 
 
 def render_report(summary: dict) -> str:
@@ -145,7 +195,10 @@ def render_report(summary: dict) -> str:
             "`keep_speed, keep_lane`, `blind-prior` the prior's own meta-action, "
             "`blind-learned` boosted trees on the prompt's numbers: no images); the kinematic "
             "baselines; the expert (the logged future in open loop, the simulator's driver in "
-            "closed loop). ADE@3 s is the mean L2 error over 0-3 s in metres; a model that "
+            "closed loop). `images blanked` / `images shuffled`: the GRPO policy's greedy "
+            "output with every camera image black, or with the images of another test sample, "
+            "scored against the sample's own labels; a model that reads its cameras loses "
+            "accuracy there. ADE@3 s is the mean L2 error over 0-3 s in metres; a model that "
             "reads its cameras must beat the blind rows before they can be credited.\n")
 
 

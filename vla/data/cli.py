@@ -85,8 +85,8 @@ def add_data_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     # the camera rig: each flag given replaces the recipe's value
     p.add_argument("--cameras", default=None,
-                   help="comma-separated: front_left, front, front_right, rear "
-                        "(default: the recipe's camera rig)")
+                   help="comma-separated: front_left, front_wide, front_tele, front_right, "
+                        "front, rear (default: the recipe's camera rig)")
     p.add_argument("--frames", type=int, default=None, help="default: the recipe's")
     p.add_argument("--width", type=int, default=None, help="default: the recipe's")
     p.add_argument("--height", type=int, default=None, help="default: the recipe's")

@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
                    help="evaluate N samples drawn at random, stratified by scenario")
     p.add_argument("--seed", type=int, default=0, help="of the --limit draw")
     p.add_argument("--no-shortcut", action="store_true", help="skip the ego-shortcut runs")
+    p.add_argument("--no-image-diagnostics", action="store_true",
+                   help="skip the image diagnostic runs (the greedy output again with the "
+                        "camera images blacked out, and with another sample's: two more "
+                        "greedy outputs per sample)")
     p.add_argument("--concurrency", type=int, default=None,
                    help="samples in flight at once (default: 8 with --endpoint, 1 with --model)")
     p.add_argument("--json", action="store_true")
@@ -121,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"--trajectory-decoding expected: {exc}") from None
     concurrency = args.concurrency or (8 if args.endpoint else 1)
     result = evaluate_open_loop(policy, samples, policy.codec.spec.hz, k=args.k,
-                                shortcut=not args.no_shortcut, progress=not args.json,
+                                shortcut=not args.no_shortcut,
+                                image_diagnostics=not args.no_image_diagnostics,
+                                progress=not args.json,
                                 concurrency=concurrency, temperature=args.temperature,
                                 references=blind_policies(dataset.get("train")))
     result["subset"] = {"split": args.split, **subset_record(indices, args.seed, len(split))}
@@ -148,10 +154,14 @@ def _print(result: dict, k: int) -> None:
                if "model_mean_k" in result else {}),
             **result.get("references", {}),
             **result["baselines"],
-            **{f"model, {n}": m for n, m in result.get("shortcut", {}).items()}}
+            **{f"model, {n}": m for n, m in result.get("shortcut", {}).items()},
+            **{f"model, {n.replace('_', ' ')}": m
+               for n, m in result.get("image_diagnostics", {}).items()}}
     for name, m in rows.items():
         table.add_row(name, *("–" if m.get(c) is None else f"{m[c]:.3f}" for c in columns))
     console.print(table)
+    _print_image_diagnostics(console, result)
+    _print_subsets(console, result)
     per = Table(title="model per scenario")
     for c in ("scenario", "samples", "ade", "l2_avg_3s", "collision", "consistency"):
         per.add_column(c)
@@ -159,6 +169,61 @@ def _print(result: dict, k: int) -> None:
         per.add_row(s, str(m["samples"]), *(f"{m.get(c, float('nan')):.3f}" for c in
                                             ("ade", "l2_avg_3s", "collision", "consistency")))
     console.print(per)
+
+
+IMAGE_DIAGNOSTIC_COLUMNS = ("samples", "meta_action_changed", "trajectory_shift",
+                            "delta_accuracy_lon", "delta_accuracy_lat", "delta_consistency",
+                            "delta_ade")
+SUBSET_COLUMNS = ("accuracy_lon", "accuracy_lat", "consistency", "correct_and_consistent",
+                  "l2_avg_3s")
+
+
+def _cell(m: dict, c: str) -> str:
+    value = m.get(c)
+    if value is None:
+        return "–"
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
+
+
+def _print_image_diagnostics(console, result: dict) -> None:
+    """What changed when the images did: the share of samples whose meta-action changed, the
+    mean distance between the plans (m), and each metric's change against the model."""
+    from rich.table import Table
+
+    rows = result.get("image_diagnostics")
+    if not rows:
+        return
+    table = Table(title="model, images changed: the greedy output with every camera image "
+                        "black, or with another sample's (scored against the sample's own "
+                        "labels)")
+    table.add_column("")
+    for c in IMAGE_DIAGNOSTIC_COLUMNS:
+        table.add_column(c.replace("_", " "), justify="right")
+    for name, m in rows.items():
+        table.add_row(name.replace("_", " "), *(_cell(m, c) for c in IMAGE_DIAGNOSTIC_COLUMNS))
+    console.print(table)
+
+
+def _print_subsets(console, result: dict) -> None:
+    """The model, the references and the image diagnostics on the event samples and on free
+    driving."""
+    from rich.table import Table
+
+    subsets = result.get("subsets")
+    if not subsets:
+        return
+    table = Table(title="event samples (a vehicle brakes, cuts in, stands still or has right "
+                        "of way) and free driving")
+    for c in ("subset", "row", "samples", *SUBSET_COLUMNS):
+        table.add_column(c.replace("_", " "), justify="right")
+    for subset, part in subsets.items():
+        rows = {"model": part.get("model", {}), **part.get("references", {}),
+                **{f"model, {n.replace('_', ' ')}": m
+                   for n, m in part.get("image_diagnostics", {}).items()}}
+        for name, m in rows.items():
+            samples = m.get("samples", part["samples"])
+            table.add_row(subset, name, str(samples), *(_cell(m, c) for c in SUBSET_COLUMNS))
+    console.print(table)
 
 
 def closed_loop_planners(args: argparse.Namespace) -> list:

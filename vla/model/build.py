@@ -2,9 +2,11 @@
 
 What is saved in the output directory is an ordinary Hugging Face checkpoint:
 ``config.json`` + ``model.safetensors`` (``Qwen2_5_VLForConditionalGeneration``),
-the tokenizer (with its chat template) and a ``Qwen2_5_VLProcessor`` whose image
-processor resizes every image to the preset's side. ``from_pretrained`` and vLLM's
-``--model DIR`` both load it; nothing is downloaded.
+the tokenizer (with its chat template) and a ``Qwen2_5_VLProcessor`` whose image and video
+processors keep an image at its size (rounded to whole 28-pixel tokens) within the preset's
+pixel budget. ``from_pretrained`` and vLLM's ``--model DIR`` both load it, vLLM reading the
+budget from the saved ``processor_config.json`` (its image and video processor parts);
+nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def build_config(preset: ModelPreset, tokenizer):
         patch_size=preset.patch_size,
         spatial_merge_size=preset.spatial_merge_size,
         temporal_patch_size=2,
-        window_size=preset.image_side,
+        window_size=preset.vision_window_px,
         fullatt_block_indexes=[preset.vision_depth - 1],
     )
     return Qwen2_5_VLConfig(
@@ -64,17 +66,25 @@ def build_config(preset: ModelPreset, tokenizer):
 
 
 def build_processor(preset: ModelPreset, tokenizer):
-    """A Qwen2.5-VL processor that resizes every image to ``image_side`` squared."""
+    """A Qwen2.5-VL processor that keeps each image (and video frame) at its own size, rounded
+    to whole tokens, and scales only one outside ``[preset.min_image_pixels,
+    preset.max_image_pixels]`` into that range, keeping its aspect.
+
+    ``size`` holds the pixel bounds the way Qwen2-VL's processors take them (``shortest_edge``
+    is the least pixel count, ``longest_edge`` the most). The video processor gets the same
+    bounds and the reference per-frame cap (``cap_pixels_per_frame``: an even share of a
+    115,200-token budget per frame, which a few frames never reach), so a frame of a video is
+    resized exactly as the same picture sent as an image.
+    """
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    pixels = preset.image_side * preset.image_side
-    size = {"shortest_edge": pixels, "longest_edge": pixels}
+    size = {"shortest_edge": preset.min_image_pixels, "longest_edge": preset.max_image_pixels}
     common = dict(size=size, patch_size=preset.patch_size, merge_size=preset.spatial_merge_size,
                   temporal_patch_size=2)
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**common),
         tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(**common),
+        video_processor=Qwen2VLVideoProcessor(**common, cap_pixels_per_frame=True),
         chat_template=tokenizer.chat_template,
     )
 
@@ -97,8 +107,9 @@ def save_model(model, processor, preset: ModelPreset, out_dir: str | Path) -> Pa
     model.generation_config.pad_token_id = model.config.text_config.pad_token_id
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    meta = {"preset": preset.name, "image_side": preset.image_side,
-            "tokens_per_image": preset.tokens_per_image,
+    meta = {"preset": preset.name, "min_image_pixels": preset.min_image_pixels,
+            "max_image_pixels": preset.max_image_pixels,
+            "max_tokens_per_image": preset.max_tokens_per_image,
             "parameters": sum(p.numel() for p in model.parameters())}
     (out / VLA_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out

@@ -3,11 +3,13 @@
 The prompt (system + user turn with the images, as :mod:`vla.model.prompting` builds
 it, plus the generation prompt) is masked with -100; the assistant's output — reasoning,
 meta-action, trajectory tokens and the end-of-turn token — carries the loss. Each batch
-also reports how many tokens went to images, the rest of the prompt, the reasoning,
-the meta-action and the trajectory, and carries ``span_ids``: for every token, which part
-of the output it belongs to (:data:`SPANS`; 0 for the prompt and padding), so that a
-trainer can split the loss by span. ``blank_images`` replaces every camera image by a
-black one of the same size (the "does vision matter?" ablation).
+also reports how many tokens went to the cameras (image and video tokens), the rest of
+the prompt, the reasoning, the meta-action and the trajectory, and carries ``span_ids``: for
+every token, which part of the output it belongs to (:data:`SPANS`; 0 for the prompt and
+padding), so that a trainer can split the loss by span. Each camera's frames go to the model
+as one video where they fill whole temporal patches (:mod:`vla.model.visual_inputs`).
+``blank_images`` replaces every camera frame, still image or video frame, by a black one of
+the same size (the "does vision matter?" ablation).
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from vla.model.special_tokens import (
     COT_END,
     COT_START,
     IM_END,
+    IMAGE_PAD,
     META_ACTION_END,
     META_ACTION_START,
     TRAJ_FUTURE_END,
     TRAJ_FUTURE_START,
+    VIDEO_PAD,
 )
+from vla.model.visual_inputs import processor_inputs, visual_inputs
 from vla.trajectory.types import ego_state_of
 
 IGNORE = -100
@@ -56,17 +61,16 @@ class Collator:
 
     def __call__(self, samples: list[dict]):
         tok = self.processor.tokenizer
-        texts, all_images = [], []
+        texts, media = [], []
         for sample in samples:
             images = [im.convert("RGB") for im in sample["images"]]
             if self.blank_images:
                 images = blank_like(images)
             texts.append(chat_prompt(self.processor, sample, images)
                          + self.target_text(sample) + IM_END)
-            all_images += images
+            media.append(visual_inputs(sample, images))
         tok.padding_side = "right"
-        batch = self.processor(text=texts, images=all_images, return_tensors="pt",
-                               padding=True)
+        batch = processor_inputs(self.processor, texts, media, padding=True)
         # the assistant's output starts at <|cot_start|>, which the prompt never contains
         cot_start = tok.convert_tokens_to_ids(COT_START)
         prompt_lens = [row.tolist().index(cot_start) for row in batch["input_ids"]]
@@ -96,15 +100,15 @@ class Collator:
     def _count(self, batch, prompt_lens) -> dict:
         tok = self.processor.tokenizer
         ids = batch["input_ids"]
-        image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+        camera_ids = {tok.convert_tokens_to_ids(t) for t in (IMAGE_PAD, VIDEO_PAD)}
         cot_end, traj_start, traj_end, meta_end = (tok.convert_tokens_to_ids(t) for t in (
             COT_END, TRAJ_FUTURE_START, TRAJ_FUTURE_END, META_ACTION_END))
         counts = {"image": 0, "prompt_text": 0, "reasoning": 0, "meta_action": 0,
                   "trajectory": 0, "padding": int((batch["attention_mask"] == 0).sum())}
         for row, n in enumerate(prompt_lens):
             seq = ids[row].tolist()
-            counts["image"] += sum(t == image_id for t in seq[:n])
-            counts["prompt_text"] += sum(t != image_id for t in seq[:n])
+            counts["image"] += sum(t in camera_ids for t in seq[:n])
+            counts["prompt_text"] += sum(t not in camera_ids for t in seq[:n])
             out = seq[n:]
             i_cot, i_meta = out.index(cot_end), out.index(meta_end)
             i_ts, i_te = out.index(traj_start), out.index(traj_end)

@@ -18,6 +18,7 @@ from vla.model.expected_entry import (
 from vla.model.loading import LoadedModel
 from vla.model.parser import ParseError, parse_output
 from vla.model.prompting import chat_prompt
+from vla.model.visual_inputs import processor_inputs, visual_inputs
 from vla.policy import PolicyOutput, check_request
 from vla.trajectory.types import ego_state_of
 
@@ -29,10 +30,11 @@ def grammar_for(loaded: LoadedModel, max_reasoning_tokens: int = 96) -> OutputGr
 
 
 def prompt_inputs(processor, sample: dict):
-    """The model inputs of ``sample``'s prompt (text and images), up to the assistant's turn."""
+    """The model inputs of ``sample``'s prompt (text, and the cameras as videos or images:
+    :mod:`vla.model.visual_inputs`), up to the assistant's turn."""
     images = [im.convert("RGB") for im in sample["images"]]
     text = chat_prompt(processor, sample, images)
-    return processor(text=[text], images=images, return_tensors="pt")
+    return processor_inputs(processor, [text], [visual_inputs(sample, images)])
 
 
 def generate_decision(loaded: LoadedModel, sample: dict, constrained: bool = True,

@@ -1,4 +1,4 @@
-"""Named model sizes. A preset fixes the Qwen2.5-VL architecture and the image size.
+"""Named model sizes. A preset fixes the Qwen2.5-VL architecture and the image pixel budget.
 
 ``tiny`` is the default: a few million parameters, built locally with random
 weights, so that the whole pipeline runs on a laptop CPU. ``small`` is the same
@@ -14,8 +14,14 @@ from dataclasses import dataclass
 class ModelPreset:
     """Architecture of a locally built Qwen2.5-VL.
 
-    ``image_side`` is the side in pixels every camera image is resized to; with a
-    14-pixel patch and 2×2 merging, a 112-pixel image becomes 16 language tokens.
+    Images reach the model at their rendered size, rounded to whole 28-pixel tokens (a
+    14-pixel patch, 2×2 merging: one language token per 28×28 pixels): a 224×112 camera
+    image becomes 8×4 = 32 tokens. Only an image outside ``[min_image_pixels,
+    max_image_pixels]`` is scaled, keeping its aspect, to the nearest token grid inside (the
+    Qwen2-VL processor's ``smart_resize``, which vLLM applies the same way). ``tiny``'s
+    budget is the default rig's camera image (224×112, 32 tokens), ``small``'s four times it.
+    ``vision_window_px`` is the side of the vision tower's attention windows (Qwen2.5-VL's
+    112 px: 4×4 merged tokens).
     ``codebook_size`` is the number of trajectory tokens (entries of the k-means segment
     codec): a model trained on a small data set needs few, so that every entry is seen often.
     """
@@ -31,7 +37,9 @@ class ModelPreset:
     vision_intermediate_size: int
     vision_depth: int
     vision_heads: int
-    image_side: int = 112
+    max_image_pixels: int = 224 * 112
+    min_image_pixels: int = 4 * 28 * 28
+    vision_window_px: int = 112
     max_position_embeddings: int = 4096
     patch_size: int = 14
     spatial_merge_size: int = 2
@@ -48,9 +56,13 @@ class ModelPreset:
         if self.vision_hidden_size % self.vision_heads:
             raise ValueError(f"{self.name}: vision_hidden_size not divisible by vision_heads")
         factor = self.patch_size * self.spatial_merge_size
-        if self.image_side % factor:
-            raise ValueError(f"{self.name}: image_side {self.image_side} must be a multiple "
-                             f"of patch_size * spatial_merge_size = {factor}")
+        if self.vision_window_px % factor:
+            raise ValueError(f"{self.name}: vision_window_px {self.vision_window_px} must be a "
+                             f"multiple of patch_size * spatial_merge_size = {factor}")
+        if not factor * factor <= self.min_image_pixels <= self.max_image_pixels:
+            raise ValueError(f"{self.name}: need {factor * factor} (one token) <= "
+                             f"min_image_pixels {self.min_image_pixels} <= max_image_pixels "
+                             f"{self.max_image_pixels}")
         if self.codebook_size < 2:
             raise ValueError(f"{self.name}: codebook_size must be >= 2, got {self.codebook_size}")
         if self.vocab_size < 512:
@@ -69,9 +81,28 @@ class ModelPreset:
         return [half - 2 * spatial, spatial, spatial]
 
     @property
-    def tokens_per_image(self) -> int:
-        side = self.image_side // (self.patch_size * self.spatial_merge_size)
-        return side * side
+    def token_side_px(self) -> int:
+        """Pixels per language token along each side (patch size × merge size)."""
+        return self.patch_size * self.spatial_merge_size
+
+    @property
+    def max_tokens_per_image(self) -> int:
+        """Language tokens of the largest image the processor lets through unscaled."""
+        return self.max_image_pixels // self.token_side_px ** 2
+
+    def image_size_seen(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) a ``width``×``height`` image is resized to before the vision tower,
+        by the processor's own rule (transformers' ``smart_resize``)."""
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        h, w = smart_resize(height, width, factor=self.token_side_px,
+                            min_pixels=self.min_image_pixels, max_pixels=self.max_image_pixels)
+        return w, h
+
+    def tokens_per_image(self, width: int, height: int) -> int:
+        """Language tokens of one ``width``×``height`` image."""
+        w, h = self.image_size_seen(width, height)
+        return (w // self.token_side_px) * (h // self.token_side_px)
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -100,7 +131,7 @@ PRESETS: dict[str, ModelPreset] = {
         vision_intermediate_size=512,
         vision_depth=4,
         vision_heads=4,
-        image_side=168,
+        max_image_pixels=448 * 224,
     ),
 }
 

@@ -1,19 +1,26 @@
 """Fill the prompt templates in ``prompts/`` from a sample.
 
-The user turn interleaves, for each image in order (frames oldest first, cameras in
-their configured order), a line naming the camera and the frame time, then the image;
-then the ego history, the speed, the navigation command and the instruction. The
-assistant target is the label: reasoning, meta-action, trajectory tokens, with the
-output delimiters of Alpamayo-R1.
+The user turn gives the cameras as :mod:`vla.model.visual_inputs` groups them: for each
+camera (in rig order) a line naming it and its frame times, then its frames as one video;
+or, when the cameras' frame count does not fill whole temporal patches (a 1-frame rig), for
+each image in order (frames oldest first, cameras in their configured order) a line naming
+the camera and the frame time, then the image. Then come the ego history, the speed, the
+navigation command and the instruction. :class:`MediaParts` turns each image or video into
+a chat content part: placeholders for a transformers processor, data URIs for a server. The
+assistant target is the label: reasoning, meta-action, trajectory tokens, with the output
+delimiters of Alpamayo-R1.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
 from vla.model.trajectory_tokens import trajectory_token
+from vla.model.visual_inputs import CameraVideo, visual_inputs
 from vla.resources import resource_path
 
 HISTORY_ROWS = 5  # history rows quoted in the prompt (every 0.5 s over 2 s)
@@ -49,25 +56,45 @@ def accel_trend(accel: float) -> str:
     return "steady"
 
 
-def user_content(sample: dict, images: list, image_part) -> list[dict]:
-    """Content parts of the user turn; ``image_part(image)`` makes one image part."""
-    names, times = sample["camera_names"], sample["frame_times"]
-    if not (len(images) == len(names) == len(times)):
-        raise ValueError(f"sample {sample.get('sample_id')}: {len(images)} images but "
-                         f"{len(names)} camera names and {len(times)} frame times")
+@dataclass(frozen=True)
+class MediaParts:
+    """How the prompt's media become chat content parts: ``image(frame)`` for a still image,
+    ``video(frames)`` for one camera's frames (oldest first) as one video."""
+
+    image: Callable[[object], dict]
+    video: Callable[[Sequence], dict]
+
+
+# for a transformers processor: its chat template turns these into vision placeholders
+PLACEHOLDER_PARTS = MediaParts(image=lambda _frame: {"type": "image"},
+                               video=lambda _frames: {"type": "video"})
+
+
+def format_frame_times(times: Sequence[float]) -> str:
+    """A video's frame times in words, oldest first: ``-0.5 s and +0.0 s``."""
+    words = [f"{t:+.1f} s" for t in times]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def user_content(sample: dict, images: list, parts: MediaParts) -> list[dict]:
+    """Content parts of the user turn (``images``: the sample's, in its order)."""
     accel = float(sample.get("ego_accel") or 0.0)
     yaw_rate = float(sample.get("ego_yaw_rate") or 0.0)
     head, tail = template("user").split("{images}")
-    parts: list[dict] = [{"type": "text", "text": head}]
-    for image, name, time in zip(images, names, times, strict=True):
-        parts.append({"type": "text", "text": "\n" + template("image").format(
-            camera=name, time=f"{time:+.1f}")})
-        parts.append(image_part(image))
-    parts.append({"type": "text", "text": tail.format(
+    content: list[dict] = [{"type": "text", "text": head}]
+    for item in visual_inputs(sample, images):
+        if isinstance(item, CameraVideo):
+            line = template("video").format(camera=item.camera,
+                                            times=format_frame_times(item.times))
+            content += [{"type": "text", "text": "\n" + line}, parts.video(list(item.frames))]
+        else:
+            line = template("image").format(camera=item.camera, time=f"{item.time:+.1f}")
+            content += [{"type": "text", "text": "\n" + line}, parts.image(item.image)]
+    content.append({"type": "text", "text": tail.format(
         history=format_history(sample["history"]), speed=f"{sample['ego_speed']:.1f}",
         accel=f"{accel:+.1f}", trend=accel_trend(accel), yaw_rate=f"{yaw_rate:+.2f}",
         command=sample["command"].replace("_", " "))})
-    return parts
+    return content
 
 
 def assistant_target(reasoning: str, longitudinal: str, lateral: str, ids) -> str:
@@ -77,14 +104,18 @@ def assistant_target(reasoning: str, longitudinal: str, lateral: str, ids) -> st
 
 
 def chat_prompt(processor, sample: dict, images: list) -> str:
-    """The prompt text for transformers (image placeholders), up to the assistant's turn."""
-    chat = messages(sample, images, lambda _im: {"type": "image"})
+    """The prompt text for transformers (image and video placeholders), up to the
+    assistant's turn."""
+    chat = messages(sample, images, PLACEHOLDER_PARTS)
     return processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
 
 
-def messages(sample: dict, images: list, image_part, target: str | None = None) -> list[dict]:
+def messages(sample: dict, images: list, parts: MediaParts,
+             target: str | None = None) -> list[dict]:
+    """The chat: system turn, user turn (media through ``parts``), and the assistant's
+    ``target`` when given."""
     out = [{"role": "system", "content": [{"type": "text", "text": template("system")}]},
-           {"role": "user", "content": user_content(sample, images, image_part)}]
+           {"role": "user", "content": user_content(sample, images, parts)}]
     if target is not None:
         out.append({"role": "assistant", "content": [{"type": "text", "text": target}]})
     return out

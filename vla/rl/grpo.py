@@ -207,9 +207,13 @@ class PolicyModel:
         table, index, mask = replay_grammar(self.grammar, completions, width)
         ids = torch.cat([prompt["input_ids"].repeat(n, 1), comp], dim=1)
         attention = torch.cat([prompt["attention_mask"].repeat(n, 1), attention], dim=1)
-        inputs = {"input_ids": ids, "attention_mask": attention,
-                  "pixel_values": prompt["pixel_values"].repeat(n, 1),
-                  "image_grid_thw": prompt["image_grid_thw"].repeat(n, 1)}
+        inputs = {"input_ids": ids, "attention_mask": attention}
+        # the cameras, once per completion: still images and/or 2-frame videos (one per camera)
+        for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw",
+                    "second_per_grid_ts"):
+            if key in prompt:
+                value = torch.as_tensor(prompt[key])
+                inputs[key] = value.repeat(n, *([1] * (value.dim() - 1)))
         if "mm_token_type_ids" in prompt:  # where the images are: the 3-D (M-RoPE) positions
             inputs["mm_token_type_ids"] = torch.cat(  # the completion is text (type 0)
                 [prompt["mm_token_type_ids"].repeat(n, 1), torch.zeros_like(comp)], dim=1)

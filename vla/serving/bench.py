@@ -62,6 +62,7 @@ def bench_transformers(loaded, samples, n: int, prompts_per_call: int) -> Engine
     from vla.model.generate import grammar_for
     from vla.model.parser import ParseError, parse_output
     from vla.model.prompting import chat_prompt
+    from vla.model.visual_inputs import processor_inputs, visual_inputs
 
     grammar = grammar_for(loaded)
     tok = loaded.tokenizer
@@ -70,12 +71,12 @@ def bench_transformers(loaded, samples, n: int, prompts_per_call: int) -> Engine
     start = time.perf_counter()
     for i in range(0, len(samples), prompts_per_call):
         chunk = samples[i:i + prompts_per_call]
-        texts, images = [], []
+        texts, media = [], []
         for sample in chunk:
             ims = [im.convert("RGB") for im in sample["images"]]
             texts.append(chat_prompt(loaded.processor, sample, ims))
-            images += ims
-        inputs = loaded.processor(text=texts, images=images, return_tensors="pt", padding=True)
+            media.append(visual_inputs(sample, ims))
+        inputs = processor_inputs(loaded.processor, texts, media, padding=True)
         prompt_len = inputs["input_ids"].shape[1]
         processors = LogitsProcessorList([GrammarLogitsProcessor(grammar, prompt_len)])
         with torch.no_grad():

@@ -1,9 +1,12 @@
 """A client for the vLLM OpenAI-compatible endpoint: one Sample in, n PolicyOutputs out.
 
-:class:`VLAClient` builds the chat request from ``prompts/`` (images as data URIs in the
-prompt's order), attaches the output grammar (vLLM ``structured_outputs``, Lark over token
-ids), asks for n samples, and parses each into a Decision. Requests are validated before
-they are sent (image count, decodable images, size limits, required fields); sending uses
+:class:`VLAClient` builds the chat request from ``prompts/`` (each camera's frames as one
+video, or still images for a 1-frame rig, as data URIs in the prompt's order:
+:mod:`vla.serving.chat`), attaches the output
+grammar (vLLM ``structured_outputs``, Lark over token ids), asks for n samples, and parses
+each into a Decision. Requests are validated before they are sent (image count, the same
+number of frames for every camera, the server's video frame rate, decodable images, size
+limits, required fields); sending uses
 ``httpx`` with a timeout and retries with back-off on connection errors and 5xx answers.
 :class:`EndpointPolicy` is the :class:`vla.policy.Policy` over it: several samples' requests
 in flight at once, at most ``concurrency``. The server URL is taken in any form
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +30,14 @@ from vla.model.constraints import lark_grammar
 from vla.model.expected_entry import check_trajectory_decoding, entry_features_of
 from vla.model.parser import ParseError, parse_output
 from vla.model.prompting import messages
+from vla.model.visual_inputs import (
+    default_images_per_prompt,
+    default_video_fps,
+    videos_fps,
+    visual_inputs,
+)
 from vla.policy import PolicyOutput, check_request
-from vla.serving.chat import image_data_uri
+from vla.serving.chat import DATA_URI_PARTS
 from vla.serving.urls import ServerUnreachable, api_base
 from vla.trajectory.types import ego_state_of
 
@@ -70,8 +80,13 @@ def _as_image(image, where: str) -> Image.Image:
     return out.convert("RGB")
 
 
-def validate_sample(sample: dict, images_per_prompt: int) -> list[Image.Image]:
-    """The sample's images, or a :class:`RequestError` saying what is wrong."""
+def validate_sample(sample: dict, images_per_prompt: int,
+                    video_fps: float | None = None) -> list[Image.Image]:
+    """The sample's images, or a :class:`RequestError` saying what is wrong.
+
+    ``images_per_prompt`` is the rig's cameras x frames; every camera must have the same
+    number of frames, in time order (:func:`vla.model.visual_inputs.visual_inputs`), and
+    its video (if any) the frame rate ``video_fps`` the server reads videos at."""
     sid = sample.get("sample_id", "?")
     missing = [f for f in REQUIRED_FIELDS if f not in sample or sample[f] is None]
     if missing:
@@ -84,6 +99,18 @@ def validate_sample(sample: dict, images_per_prompt: int) -> list[Image.Image]:
         raise RequestError(f"sample {sid}: {len(images)} images but "
                            f"{len(sample['camera_names'])} camera names and "
                            f"{len(sample['frame_times'])} frame times")
+    try:
+        media = visual_inputs(sample, images)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    try:
+        fps = videos_fps(media)
+    except ValueError as exc:
+        raise RequestError(f"sample {sid}: {exc}") from None
+    if fps is not None and video_fps is not None and not math.isclose(fps, video_fps,
+                                                                       rel_tol=1e-6):
+        raise RequestError(f"sample {sid}: its frames make videos at {fps:g} frames per second "
+                           f"({1 / fps:g} s apart), the server reads videos at {video_fps:g}")
     return [_as_image(im, f"sample {sid} image {i}") for i, im in enumerate(images)]
 
 
@@ -96,13 +123,20 @@ class VLAClient:
     model: str
     grammar: object  # vla.model.constraints.OutputGrammar
     codec: object
-    images_per_prompt: int = 6
+    images_per_prompt: int | None = None  # cameras x frames; None: the default rig's
+    video_fps: float | None = None  # the server's (ServerConfig.video_fps); None: the default
     api_key: str | None = None
     timeout_s: float = 300.0
     retries: int = 3
 
     def __post_init__(self) -> None:
         self.url = api_base(self.url)
+        if self.images_per_prompt is None:
+            self.images_per_prompt = default_images_per_prompt()
+        if self.video_fps is None:
+            self.video_fps = default_video_fps()
+        if self.images_per_prompt < 1:
+            raise ValueError(f"images_per_prompt must be >= 1, got {self.images_per_prompt}")
         if self.retries < 0 or self.timeout_s <= 0:
             raise ValueError(f"retries must be >= 0 and timeout_s > 0, got {self.retries} "
                              f"and {self.timeout_s}")
@@ -118,9 +152,8 @@ class VLAClient:
             raise RequestError(str(exc)) from None
         if trajectory_decoding == "expected":
             entry_features_of(self.codec)  # a codec without entries is refused here
-        images = validate_sample(sample, self.images_per_prompt)
-        chat = messages(sample, images, lambda im: {
-            "type": "image_url", "image_url": {"url": image_data_uri(im)}})
+        images = validate_sample(sample, self.images_per_prompt, self.video_fps)
+        chat = messages(sample, images, DATA_URI_PARTS)
         body = {"model": self.model, "messages": chat, "n": n, "temperature": temperature,
                 "top_p": top_p, "max_tokens": max_tokens, "skip_special_tokens": False,
                 "return_token_ids": True}
@@ -202,7 +235,7 @@ class VLAClient:
         from vla.model.loading import grammar_for_dir, load_codec_of
 
         meta = json.loads((Path(model_dir) / "vla_model.json").read_text())
-        kwargs.setdefault("images_per_prompt", meta.get("images_per_prompt", 6))
+        kwargs.setdefault("images_per_prompt", meta.get("images_per_prompt"))
         return cls(url, model, grammar_for_dir(model_dir), load_codec_of(model_dir), **kwargs)
 
 

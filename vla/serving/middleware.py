@@ -3,8 +3,9 @@
 Stock vLLM answers an image beyond PIL's decompression-bomb limit with a 500, after
 having started to decode it. ``vla serve`` passes this function with
 ``--middleware vla.serving.middleware.reject_oversized_images``: it reads the image
-parts of a chat request, looks at each data URI's size and image header (no full
-decode), and answers 413 with a message naming the image when one is too large.
+parts of a chat request and the frames of its video parts (vLLM's comma-separated frame
+sequences), looks at each data URI's size and image header (no full decode), and answers
+413 with a message naming the image when one is too large.
 Anything else (including malformed requests) goes on to vLLM unchanged.
 """
 
@@ -20,9 +21,8 @@ MAX_IMAGE_SIDE = 4096
 
 
 def oversized_image(body: bytes) -> str | None:
-    """A message if the chat request carries an image that is too large, else None."""
-    from PIL import Image
-
+    """A message if the chat request carries an image (or video frame) that is too large,
+    else None."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -36,25 +36,37 @@ def oversized_image(body: bytes) -> str | None:
         if not isinstance(content, list):
             continue
         for part in content:
-            if not isinstance(part, dict) or part.get("type") != "image_url":
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("image_url", "video_url"):
                 continue
-            url = (part.get("image_url") or {}).get("url", "")
-            index += 1
+            url = (part.get(kind) or {}).get("url", "")
             if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
+                index += 1
                 continue
-            encoded = url.split(",", 1)[1]
-            if len(encoded) * 3 // 4 > MAX_IMAGE_BYTES:
-                return f"image {index}: more than {MAX_IMAGE_BYTES} bytes"
-            try:
-                with Image.open(io.BytesIO(base64.b64decode(encoded, validate=False))) as im:
-                    width, height = im.size
-            except Image.DecompressionBombError:
-                return f"image {index}: too many pixels to decode safely"
-            except (binascii.Error, OSError, ValueError):
-                continue  # not an image: vLLM answers 400 itself
-            if max(width, height) > MAX_IMAGE_SIDE:
-                return (f"image {index}: {width}x{height} pixels, larger than {MAX_IMAGE_SIDE} "
-                        f"on a side")
+            frames = url.split(",")[1:] if kind == "video_url" else [url.split(",", 1)[1]]
+            for encoded in frames:
+                index += 1
+                problem = _oversized(encoded, index)
+                if problem is not None:
+                    return problem
+    return None
+
+
+def _oversized(encoded: str, index: int) -> str | None:
+    """A message if the base64 image ``encoded`` (the request's ``index``-th) is too large."""
+    from PIL import Image
+
+    if len(encoded) * 3 // 4 > MAX_IMAGE_BYTES:
+        return f"image {index}: more than {MAX_IMAGE_BYTES} bytes"
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(encoded, validate=False))) as im:
+            width, height = im.size
+    except Image.DecompressionBombError:
+        return f"image {index}: too many pixels to decode safely"
+    except (binascii.Error, OSError, ValueError):
+        return None  # not an image: vLLM answers 400 itself
+    if max(width, height) > MAX_IMAGE_SIDE:
+        return f"image {index}: {width}x{height} pixels, larger than {MAX_IMAGE_SIDE} on a side"
     return None
 
 

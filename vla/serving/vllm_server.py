@@ -52,7 +52,11 @@ def lora_rank_of(adapter_dir: str | Path) -> int:
 class ServerConfig:
     """How to start ``vllm serve`` for one model directory.
 
-    ``images_per_prompt`` must cover cameras × frames of a sample. ``dtype`` float32
+    ``images_per_prompt`` must cover cameras × frames of a sample; the server takes that many
+    still images or half as many videos per prompt (:func:`mm_limits`). ``video_fps`` is the
+    frame rate the server reads every video at (a camera's frames: 1 / the rig's frame gap;
+    None: the default rig's, 2.0), which spaces a video's temporal patches in M-RoPE; vLLM's
+    own default is 1.0 and a request may not set it. ``dtype`` float32
     keeps CPU outputs comparable with transformers'. ``kv_cache_gib`` is the CPU
     KV-cache size (``VLLM_CPU_KVCACHE_SPACE``); vLLM on a GPU uses its own setting.
     ``max_lora_rank`` must cover the adapters served (:func:`lora_rank_of`).
@@ -66,7 +70,8 @@ class ServerConfig:
     port: int = 0  # 0: pick a free port
     served_model_name: str | None = None
     max_model_len: int = 2048
-    images_per_prompt: int = 6
+    images_per_prompt: int = 8  # the default rig: 4 cameras x 2 frames
+    video_fps: float | None = None
     dtype: str = "float32"
     api_key: str | None = None
     enable_lora: bool = False
@@ -86,6 +91,12 @@ class ServerConfig:
             raise ValueError(f"port must be in [0, 65535], got {self.port}")
         if self.images_per_prompt < 1:
             raise ValueError(f"images_per_prompt must be >= 1, got {self.images_per_prompt}")
+        if self.video_fps is None:
+            from vla.model.visual_inputs import default_video_fps
+
+            object.__setattr__(self, "video_fps", default_video_fps())
+        if not self.video_fps > 0:
+            raise ValueError(f"video_fps must be > 0, got {self.video_fps}")
         if self.max_model_len < 16:
             raise ValueError(f"max_model_len must be >= 16, got {self.max_model_len}")
         if self.startup_timeout_s <= 0:
@@ -108,9 +119,18 @@ class ServerConfig:
 
 
 # the ServerConfig fields a serving config file (serve/*.yaml) may set
-SERVE_CONFIG_KEYS = ("host", "port", "dtype", "max_model_len", "images_per_prompt",
+SERVE_CONFIG_KEYS = ("host", "port", "dtype", "max_model_len", "images_per_prompt", "video_fps",
                      "kv_cache_gib", "enable_lora", "max_lora_rank", "tensor_parallel_size",
                      "gpu_memory_utilization", "startup_timeout_s", "extra_args")
+
+
+def mm_limits(images_per_prompt: int) -> dict[str, int]:
+    """vLLM's ``--limit-mm-per-prompt`` for samples of ``images_per_prompt`` frames in all: as
+    many still images (a 1-frame rig), or one video per camera, each of at least
+    :data:`vla.model.visual_inputs.TEMPORAL_PATCH` frames."""
+    from vla.model.visual_inputs import TEMPORAL_PATCH
+
+    return {"image": images_per_prompt, "video": images_per_prompt // TEMPORAL_PATCH}
 
 
 def default_serve_config() -> str:
@@ -175,7 +195,8 @@ class VLLMServer:
             "--served-model-name", c.model_name,
             "--dtype", c.dtype,
             "--max-model-len", str(c.max_model_len),
-            "--limit-mm-per-prompt", json.dumps({"image": c.images_per_prompt}),
+            "--limit-mm-per-prompt", json.dumps(mm_limits(c.images_per_prompt)),
+            "--media-io-kwargs", json.dumps({"video": {"fps": c.video_fps}}),
             "--generation-config", "vllm",
             "--middleware", "vla.serving.middleware.reject_oversized_images",
             "--logits-processors", LOGITS_PROCESSOR,

@@ -14,22 +14,44 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from vla.render.camera import CAMERA_PRESETS, camera_specs, render_camera
+from vla.render.camera import CAMERA_PRESETS, camera_specs, render_cameras
 from vla.render.scene import BRAKING_ACCEL, AgentBox, RoadGeometry
 from vla.render.topdown import render_topdown
 from vla.sim.frames import to_ego
 from vla.sim.world import DT, SIM_HZ, EpisodeLog
 
+# Image sides are whole merged vision tokens: Qwen2.5-VL's 14-pixel patches merged 2 x 2 make
+# one language token per 28 x 28 pixels, so a side of a multiple of 28 reaches the model
+# unscaled and without a partial token.
+IMAGE_SIDE_MULTIPLE = 28
+MAX_IMAGE_SIDE = 1008
+
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """What each sample holds. Validated on construction."""
+    """What each sample holds. Validated on construction.
 
-    cameras: tuple[str, ...] = ("front_left", "front", "front_right")
+    The default camera rig follows Alpamayo-R1's front cameras: a 120° wide and a 30°
+    telephoto camera looking ahead, with the 90° cameras at ±60° for the sides, each
+    224x112 px (8x4 = 32 vision tokens), two frames 0.5 s apart.
+
+    ``horizon_row`` (fraction of the image height, from the top, at which the level cameras
+    see the horizon) is 0.25: one 28-pixel token row of sky instead of half the image. A
+    car's roof (1.6 m) is only 0.1 m above the cameras (1.5 m up), so at a distance d it
+    shows 0.1 f / d pixels above the horizon: with the telephoto's focal length f = 418 px
+    (112 px / tan 15°) that is 4.2 px at 10 m and 0.7 px at 60 m, well inside the 28 rows
+    above the horizon (any horizon_row above 0.04 would keep it). Below the horizon, the
+    telephoto then sees the road from f * 1.5 m / 84 px = 7.5 m on (from 11.2 m at 0.5,
+    which cut off the wheels of a car 10 m ahead), the 90° cameras from 2.0 m and the wide
+    one from 1.2 m. 0.5 is the earlier look (the horizon across the middle).
+    """
+
+    cameras: tuple[str, ...] = ("front_left", "front_wide", "front_tele", "front_right")
     frames: int = 2
     frame_gap_s: float = 0.5
-    image_width: int = 160
-    image_height: int = 96
+    image_width: int = 224
+    image_height: int = 112
+    horizon_row: float = 0.25
     keyframe_every_s: float = 0.5
     history_s: float = 2.0
     horizon_s: float = 6.0
@@ -57,8 +79,17 @@ class SampleConfig:
             raise ValueError(f"horizon_s must be >= 5 s, got {self.horizon_s}")
         if (self.frames - 1) * self.frame_gap_s > self.history_s:
             raise ValueError("frames * frame_gap_s reaches further back than history_s")
-        if not (32 <= self.image_width <= 1024 and 32 <= self.image_height <= 1024):
-            raise ValueError("image sides must be in [32, 1024] pixels")
+        for name in ("image_width", "image_height"):
+            side = getattr(self, name)
+            if (not isinstance(side, int) or not 0 < side <= MAX_IMAGE_SIDE
+                    or side % IMAGE_SIDE_MULTIPLE):
+                raise ValueError(
+                    f"{name} must be a multiple of {IMAGE_SIDE_MULTIPLE} px (14-pixel patches "
+                    f"merged 2 x 2: one vision token per 28 x 28 px) in "
+                    f"[{IMAGE_SIDE_MULTIPLE}, {MAX_IMAGE_SIDE}], got {side!r}")
+        if not 0.0 <= self.horizon_row <= 0.9:
+            raise ValueError(f"horizon_row must be in [0, 0.9] (fraction of the image height "
+                             f"from the top), got {self.horizon_row}")
 
     def steps(self, seconds: float) -> int:
         return int(round(seconds * SIM_HZ))
@@ -76,7 +107,8 @@ class EpisodeRenderer:
     def __init__(self, log: EpisodeLog, config: SampleConfig):
         self.log = log
         self.road = RoadGeometry.from_lanes(log.lanes)
-        self.cameras = camera_specs(config.cameras, config.image_width, config.image_height)
+        self.cameras = camera_specs(config.cameras, config.image_width, config.image_height,
+                                    config.horizon_row)
         self._cache: dict[int, list[bytes]] = {}
 
     def boxes(self, k: int) -> tuple[AgentBox, list[AgentBox]]:
@@ -95,8 +127,8 @@ class EpisodeRenderer:
     def cameras_png(self, k: int) -> list[bytes]:
         if k not in self._cache:
             ego, agents = self.boxes(k)
-            self._cache[k] = [png_bytes(render_camera(c, ego, agents, self.road))
-                              for c in self.cameras]
+            self._cache[k] = [png_bytes(image)
+                              for image in render_cameras(self.cameras, ego, agents, self.road)]
         return self._cache[k]
 
     def topdown(self, k: int, trajectories=(), highlight=frozenset()) -> np.ndarray:

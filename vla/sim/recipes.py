@@ -14,6 +14,10 @@ from pathlib import Path
 
 EVENTS = ("free_accelerate", "free_cruise", "lead_brake", "cut_in", "stalled", "slower_lead",
           "merge_yield", "junction", "roundabout_yield")
+# the events whose samples need the cameras most (a vehicle brakes, cuts in, stands still, or
+# has right of way); the rest (free road, a slower lead to overtake) are "free driving"
+EVENT_SCENARIOS = ("lead_brake", "cut_in", "stalled", "merge_yield", "junction",
+                   "roundabout_yield")
 ROAD_OF_EVENT = {
     "free_accelerate": "highway", "free_cruise": "highway", "lead_brake": "highway",
     "cut_in": "highway", "stalled": "highway", "slower_lead": "highway",
@@ -28,6 +32,7 @@ class ScenarioSpec:
     event: str
     duration_s: float = 16.0  # simulated time, history and future horizon included
     traffic: int = 12  # other vehicles (highway); the junction roads use their own
+    reaction_delay_s: float = 0.0  # the ego driver's delay from deciding to accelerating
 
     def __post_init__(self) -> None:
         if self.event not in EVENTS:
@@ -36,15 +41,21 @@ class ScenarioSpec:
             raise ValueError(f"duration_s must be in [10, 120], got {self.duration_s}")
         if not 0 <= self.traffic <= 60:
             raise ValueError(f"traffic must be in [0, 60], got {self.traffic}")
+        if not 0.0 <= self.reaction_delay_s <= 2.0 or abs(
+                self.reaction_delay_s * 10 - round(self.reaction_delay_s * 10)) > 1e-9:
+            raise ValueError(f"reaction_delay_s must be a multiple of 0.1 s in [0, 2], "
+                             f"got {self.reaction_delay_s}")
 
     @property
     def road(self) -> str:
         return ROAD_OF_EVENT[self.event]
 
 
-RECIPE_KEYS = ("description", "duration_s", "traffic", "events", "camera_rig")
+RECIPE_KEYS = ("description", "duration_s", "traffic", "reaction_delay_s", "events",
+               "camera_rig")
 # the SampleConfig fields a recipe's camera rig may set (vla.data.build applies them)
-CAMERA_RIG_KEYS = ("cameras", "frames", "frame_gap_s", "image_width", "image_height")
+CAMERA_RIG_KEYS = ("cameras", "frames", "frame_gap_s", "image_width", "image_height",
+                   "horizon_row")
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ class Recipe:
         """The recipe as its file holds it (for a data set's metadata)."""
         first = self.mix[0][0]
         return {"description": self.description, "duration_s": first.duration_s,
-                "traffic": first.traffic,
+                "traffic": first.traffic, "reaction_delay_s": first.reaction_delay_s,
                 "events": {spec.event: weight for spec, weight in self.mix},
                 "camera_rig": dict(self.camera_rig)}
 
@@ -101,7 +112,7 @@ def load_recipe(recipe: str | Path) -> Recipe:
     rig = raw.get("camera_rig") or {}
     if not isinstance(rig, dict):
         raise ValueError(f"{path}: 'camera_rig' must be a mapping of {list(CAMERA_RIG_KEYS)}")
-    scene = {k: raw[k] for k in ("duration_s", "traffic") if k in raw}
+    scene = {k: raw[k] for k in ("duration_s", "traffic", "reaction_delay_s") if k in raw}
     mix = []
     for event, weight in events.items():
         if event not in EVENTS:
