@@ -10,6 +10,13 @@ padding), so that a trainer can split the loss by span. Each camera's frames go 
 as one video where they fill whole temporal patches (:mod:`vla.model.visual_inputs`).
 ``blank_images`` replaces every camera frame, still image or video frame, by a black one of
 the same size (the "does vision matter?" ablation).
+
+``kinematics_dropout`` hides, in that share of the training samples (drawn at random from a
+seeded generator), the ego's own motion from the prompt: the history, speed, acceleration and
+yaw rate read "not given" (:func:`vla.model.prompting.hide_kinematics`), and the trajectory
+tokens of those samples carry no loss (they are residuals over a prior of the hidden speed).
+Those samples can only be explained from the cameras, so the model cannot learn its decisions
+from the ego's kinematics alone: modality dropout against the shortcut the prompt offers.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from vla.model.prompting import assistant_target, chat_prompt
+from vla.model.prompting import assistant_target, chat_prompt, hide_kinematics
 from vla.model.special_tokens import (
     COT_END,
     COT_START,
@@ -53,6 +60,14 @@ class Collator:
     codec: object
     blank_images: bool = False
     token_counts: dict = field(default_factory=dict)
+    kinematics_dropout: float = 0.0  # share of samples shown without the ego's own motion
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.kinematics_dropout < 1.0:
+            raise ValueError(f"kinematics_dropout must be in [0, 1), got "
+                             f"{self.kinematics_dropout}")
+        self._rng = np.random.default_rng(self.seed)
 
     def target_text(self, sample: dict) -> str:
         ids = self.codec.encode(np.asarray(sample["future"], float), ego_state_of(sample))
@@ -61,8 +76,12 @@ class Collator:
 
     def __call__(self, samples: list[dict]):
         tok = self.processor.tokenizer
-        texts, media = [], []
+        texts, media, hidden = [], [], []
         for sample in samples:
+            hidden.append(bool(self.kinematics_dropout)
+                          and self._rng.random() < self.kinematics_dropout)
+            if hidden[-1]:
+                sample = hide_kinematics(sample)
             images = [im.convert("RGB") for im in sample["images"]]
             if self.blank_images:
                 images = blank_like(images)
@@ -79,7 +98,13 @@ class Collator:
         for row, n in enumerate(prompt_lens):
             labels[row, :n] = IGNORE
         batch["labels"] = labels
-        batch["span_ids"] = self._span_ids(batch["input_ids"], prompt_lens, labels)
+        spans = self._span_ids(batch["input_ids"], prompt_lens, labels)
+        for row, hide in enumerate(hidden):  # no trajectory loss without the ego's speed
+            if hide:
+                trajectory = spans[row] == SPANS["trajectory"]
+                labels[row, trajectory] = IGNORE
+                spans[row, trajectory] = 0
+        batch["span_ids"] = spans
         self.token_counts = self._count(batch, prompt_lens)
         return batch
 

@@ -45,6 +45,16 @@ def format_history(history) -> str:
     return "; ".join(f"({x:.1f}, {y:.1f}, {v:.1f})" for x, y, _yaw, v in quoted_history(history))
 
 
+HIDDEN = "not given"
+
+
+def hide_kinematics(sample: dict) -> dict:
+    """The sample with the ego's own motion (history, speed, acceleration, yaw rate) left out
+    of its prompt: the history reads :data:`HIDDEN`, the numbers "?" (training's kinematics
+    dropout)."""
+    return {**sample, "kinematics_hidden": True}
+
+
 def accel_trend(accel: float) -> str:
     """The acceleration in words, so that a small model reads the sign without arithmetic."""
     if accel <= -3.0:
@@ -90,10 +100,14 @@ def user_content(sample: dict, images: list, parts: MediaParts) -> list[dict]:
         else:
             line = template("image").format(camera=item.camera, time=f"{item.time:+.1f}")
             content += [{"type": "text", "text": "\n" + line}, parts.image(item.image)]
+    if sample.get("kinematics_hidden"):
+        motion = dict(history=HIDDEN, speed="?", accel="?", trend=HIDDEN, yaw_rate="?")
+    else:
+        motion = dict(history=format_history(sample["history"]),
+                      speed=f"{sample['ego_speed']:.1f}", accel=f"{accel:+.1f}",
+                      trend=accel_trend(accel), yaw_rate=f"{yaw_rate:+.2f}")
     content.append({"type": "text", "text": tail.format(
-        history=format_history(sample["history"]), speed=f"{sample['ego_speed']:.1f}",
-        accel=f"{accel:+.1f}", trend=accel_trend(accel), yaw_rate=f"{yaw_rate:+.2f}",
-        command=sample["command"].replace("_", " "))})
+        **motion, command=sample["command"].replace("_", " "))})
     return content
 
 

@@ -54,6 +54,7 @@ class RunConfig:
     dataloader_workers: int = 0
     trajectory_loss_weight: float = 1.0  # weight of each trajectory token in the mean loss
     meta_action_loss_weight: float = 1.0  # weight of each meta-action token in the mean loss
+    kinematics_dropout: float = 0.0  # share of training samples without the ego's motion
     trajectory_decoding: str = "greedy"  # in the validation: greedy | expected (entry)
 
     def __post_init__(self) -> None:
@@ -73,6 +74,9 @@ class RunConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         check_trajectory_decoding(self.trajectory_decoding)
+        if not 0.0 <= self.kinematics_dropout < 1.0:
+            raise ValueError(f"kinematics_dropout must be in [0, 1), got "
+                             f"{self.kinematics_dropout}")
         for name in ("trajectory_loss_weight", "meta_action_loss_weight"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -168,7 +168,9 @@ def run_stage(config: RunConfig, console=None) -> dict:
             dropped = trim_log(log_path, int(last.name.split("-")[1]))
             console.print(f"resuming from {last} ({dropped} log records after it dropped)")
     trainer = SpanLossTrainer(model=model, args=args, train_dataset=dataset["train"],
-                              data_collator=Collator(processor, codec, config.blank_images),
+                              data_collator=Collator(processor, codec, config.blank_images,
+                                                     kinematics_dropout=config.kinematics_dropout,
+                                                     seed=config.seed),
                               callbacks=[JsonlLogger(log_path)], trajectory_token_ids=traj_ids,
                               trajectory_loss_weight=config.trajectory_loss_weight,
                               meta_action_loss_weight=config.meta_action_loss_weight)
