@@ -16,7 +16,7 @@ from vla.demo_report import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-README_SUMMARY = ROOT / "docs" / "results" / "2026-11-30-demo-summary-idm-reset.json"
+README_SUMMARY = ROOT / "docs" / "results" / "2026-11-30-demo-summary-camera-rig.json"
 """The demo summary the README's results block is generated from."""
 
 SUMMARY = {

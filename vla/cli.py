@@ -222,7 +222,7 @@ def _add_serve_parser(sub) -> None:
     p.add_argument("--name", default=None, help="served model name (default: directory name)")
     p.add_argument("--api-key", default=None)
     p.add_argument("--images-per-prompt", type=int, default=None,
-                   help="cameras x frames (default: the config's, 6)")
+                   help="cameras x frames (default: the config's, 8)")
     p.add_argument("--max-model-len", type=int, default=None,
                    help="default: the config's (4096)")
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",

@@ -456,6 +456,7 @@ def _closed_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs
         model_planner,
     )
     from vla.evaluation.scenarios import load_scenario_set
+    from vla.sim.observation import SampleConfig
 
     start = time.perf_counter()
     closed_loop = inputs.closed_loop
@@ -463,7 +464,10 @@ def _closed_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs
     if closed_loop_built:
         trace_path = inputs.traces / "closed_loop.jsonl"
         trace_path.unlink(missing_ok=True)
-        cl_config = ClosedLoopConfig(load_scenario_set(resource_path(SCENARIOS)), gif=True)
+        # the model drives with the cameras of its data set
+        rig = SampleConfig(**inputs.data_meta["config"]["samples"])
+        cl_config = ClosedLoopConfig(load_scenario_set(resource_path(SCENARIOS)), sample=rig,
+                                     gif=True)
         planners = [model_planner(policy)] + [
             make_planner(name) for name in ("damped-prior", "expert-tracked",
                                             "constant-velocity")]

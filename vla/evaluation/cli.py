@@ -258,7 +258,12 @@ def run_closed_loop(args: argparse.Namespace) -> int:
         from vla.data.build import load_dataset_dir
 
         _, meta = load_dataset_dir(args.data)
-        sample = SampleConfig(**meta["config"]["samples"])
+        rig = {"horizon_row": 0.5, **meta["config"]["samples"]}  # built before horizon_row
+        try:
+            sample = SampleConfig(**rig)
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"vla eval closed-loop: {args.data}: its camera rig cannot be "
+                             f"rendered again: {exc}") from None
     config = ClosedLoopConfig(scenarios, sample=sample, gif=args.gif)
     result = evaluate_closed_loop(closed_loop_planners(args), config, args.episodes, args.seed,
                                   trace_path=args.traces, progress=not args.json,

@@ -41,6 +41,10 @@ class ScenarioSpec:
             raise ValueError(f"duration_s must be in [10, 120], got {self.duration_s}")
         if not 0 <= self.traffic <= 60:
             raise ValueError(f"traffic must be in [0, 60], got {self.traffic}")
+        if isinstance(self.reaction_delay_s, bool) or not isinstance(
+                self.reaction_delay_s, int | float):
+            raise ValueError(f"reaction_delay_s must be a number of seconds, "
+                             f"got {self.reaction_delay_s!r}")
         if not 0.0 <= self.reaction_delay_s <= 2.0 or abs(
                 self.reaction_delay_s * 10 - round(self.reaction_delay_s * 10)) > 1e-9:
             raise ValueError(f"reaction_delay_s must be a multiple of 0.1 s in [0, 2], "
