@@ -33,7 +33,7 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vla.data.build import load_dataset_dir
+    from vla.data.build import load_dataset_dir, served_rig
     from vla.model.loading import load_model_dir
     from vla.serving.bench import bench_transformers, bench_vllm, load_run
     from vla.serving.client import VLAClient
@@ -42,18 +42,17 @@ def main() -> int:
     dataset, meta = load_dataset_dir(args.data)
     split = dataset[args.split]
     samples = [split[i] for i in range(min(args.prompts, len(split)))]
-    per_prompt = len(meta["cameras"]) * meta["frames"]
+    rig_served = served_rig(meta)
     rows = []
     loaded = load_model_dir(args.model)
     for k in [int(x) for x in args.hf_prompts_per_call.split(",")]:
         rows.append(bench_transformers(loaded, samples, args.n, k))
     del loaded
     server = VLLMServer(ServerConfig(model=args.model, served_model_name="bench",
-                                     images_per_prompt=per_prompt, max_model_len=4096),
+                                     max_model_len=4096, **rig_served),
                         log_path="runs/bench/vllm_server.log")
     with server:
-        client = VLAClient.for_model_dir(server.url, "bench", args.model,
-                                         images_per_prompt=per_prompt)
+        client = VLAClient.for_model_dir(server.url, "bench", args.model, **rig_served)
         bench_vllm(client, samples[:2], args.n, args.concurrency)  # warm-up
         rows.append(bench_vllm(client, samples, args.n, args.concurrency))
         load = load_run(client, samples, args.load_requests, args.concurrency, server)

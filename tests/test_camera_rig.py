@@ -114,3 +114,12 @@ def test_every_packaged_recipe_uses_the_default_rig():
         recipe = load_recipe(name)
         assert set(recipe.camera_rig) == set(CAMERA_RIG_KEYS), name
         assert rig_sample_config(recipe) == SampleConfig(), name
+
+
+def test_a_served_rig_follows_the_data_set_cameras_frames_and_gap():
+    from vla.data.build import served_rig
+
+    meta = {"cameras": ["front_wide", "front_tele"], "frames": 2,
+            "config": {"samples": {"frame_gap_s": 0.3}}}
+    rig = served_rig(meta)
+    assert rig["images_per_prompt"] == 4 and abs(rig["video_fps"] - 1 / 0.3) < 1e-12

@@ -121,7 +121,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollout(args: argparse.Namespace) -> int:
-    from vla.data.build import load_dataset_dir
+    from vla.data.build import load_dataset_dir, served_rig
     from vla.policy import check_request
     from vla.policy_factory import make_policy
     from vla.serving.rollout import run_rollouts
@@ -132,8 +132,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         check_request([], args.n, args.temperature)
         policy = make_policy(model_dir=args.model_dir, endpoint=args.endpoint,
                              served_model=args.served_name, api_key=args.api_key,
-                             images_per_prompt=len(meta["cameras"]) * meta["frames"],
-                             concurrency=args.concurrency)
+                             concurrency=args.concurrency, **served_rig(meta))
     except (ServerUnreachable, ValueError) as exc:
         raise SystemExit(f"vla rollout: {exc}") from None
     stats = run_rollouts(policy, dataset[args.split], args.n, args.out,

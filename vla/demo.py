@@ -37,7 +37,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from vla.data.build import BuildConfig, build_dataset, is_complete, load_dataset_dir
+from vla.data.build import (
+    BuildConfig,
+    build_dataset,
+    is_complete,
+    load_dataset_dir,
+    served_rig,
+)
 from vla.jsonfile import read_json, write_json
 from vla.model.build import init_model, is_saved_model
 from vla.model.presets import get_preset
@@ -347,11 +353,12 @@ def _served_stages(config: DemoConfig, stages: _Stages, console: Console, inputs
     from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
 
     start = time.perf_counter()
-    per_prompt = len(inputs.data_meta["cameras"]) * inputs.data_meta["frames"]
+    rig_served = served_rig(inputs.data_meta)
     server = VLLMServer(ServerConfig(model=inputs.base, served_model_name="vla-base",
                                      enable_lora=True,
                                      max_lora_rank=lora_rank_of(inputs.sft_adapter),
-                                     images_per_prompt=max(per_prompt, 2), max_model_len=4096),
+                                     images_per_prompt=max(rig_served["images_per_prompt"], 2),
+                                     video_fps=rig_served["video_fps"], max_model_len=4096),
                         log_path=config.out / "logs" / "vllm_server.log")
     rig = inputs.data_meta["config"]["samples"]  # parity on pictures of the cameras' size
     images = synthetic_camera_images(2, rig["image_height"], rig["image_width"])
@@ -360,7 +367,7 @@ def _served_stages(config: DemoConfig, stages: _Stages, console: Console, inputs
         _check_parity(server.url, images, forward)
         stages.finish("serve", start, f"{server.url}: server and transformers agree")
         grpo_result = _grpo_stage(config, stages, console, inputs, server.url)
-        policy = _served_policy(server.url, grpo_result, inputs.base, per_prompt)
+        policy = _served_policy(server.url, grpo_result, inputs.base, rig_served)
         open_loop = _open_loop_stage(config, stages, inputs, policy)
         closed_loop = _closed_loop_stage(config, stages, inputs, policy)
     return grpo_result, open_loop, closed_loop
@@ -404,7 +411,7 @@ def _grpo_stage(config: DemoConfig, stages: _Stages, console: Console, inputs: S
     return grpo_result
 
 
-def _served_policy(server_url: str, grpo_result: dict, base: Path, per_prompt: int):
+def _served_policy(server_url: str, grpo_result: dict, base: Path, rig_served: dict):
     """Load the GRPO adapter into the server as ``vla-policy``; the policy it serves."""
     from vla.policy_factory import make_policy
     from vla.rl.grpo import swap_adapter
@@ -412,7 +419,7 @@ def _served_policy(server_url: str, grpo_result: dict, base: Path, per_prompt: i
     name = "vla-policy"
     swap_adapter(server_url, name, Path(grpo_result["adapter"]), None)
     return make_policy(model_dir=base, endpoint=server_url, served_model=name,
-                       images_per_prompt=per_prompt, check_server=False)
+                       check_server=False, **rig_served)
 
 
 def _open_loop_stage(config: DemoConfig, stages: _Stages, inputs: ServedInputs,

@@ -19,6 +19,7 @@ def make_policy(model_dir: str | Path | None = None, endpoint: str | None = None
                 served_model: str | None = None, adapter: str | Path | None = None,
                 max_reasoning_tokens: int = 96, trajectory_decoding: str = "greedy",
                 constrained: bool = True, images_per_prompt: int | None = None,
+                video_fps: float | None = None,
                 api_key: str | None = None, concurrency: int = 16, top_p: float = 1.0,
                 check_server: bool = True, name: str | None = None):
     """A :class:`vla.policy.Policy` of a vla model (see the module docstring).
@@ -26,9 +27,10 @@ def make_policy(model_dir: str | Path | None = None, endpoint: str | None = None
     ``model_dir`` is always needed: the model itself (transformers) or the served model's
     directory (endpoint). ``adapter`` applies to transformers only (a served adapter is a
     ``served_model`` name); ``max_reasoning_tokens`` to the transformers grammar (a served
-    model's grammar has the default); ``images_per_prompt`` to an endpoint (default: the
-    model directory's). ``name`` names the policy in tables and traces (default: the model
-    directory, or the served model)."""
+    model's grammar has the default); ``images_per_prompt`` and ``video_fps`` (the server's
+    frame rate for videos) to an endpoint (default: the default rig's; a data set's are
+    :func:`vla.data.build.served_rig`). ``name`` names the policy in tables and traces
+    (default: the model directory, or the served model)."""
     if model_dir is None:
         raise ValueError("a model policy needs model_dir: the model (transformers) or the "
                          "served model's directory (grammar and codec, with endpoint)")
@@ -57,7 +59,8 @@ def make_policy(model_dir: str | Path | None = None, endpoint: str | None = None
         served_model = served_model or names[0]
     elif served_model is None:
         raise ValueError("served_model is needed when the server is not asked for its models")
-    extra = {} if images_per_prompt is None else {"images_per_prompt": images_per_prompt}
+    extra = {k: v for k, v in (("images_per_prompt", images_per_prompt),
+                               ("video_fps", video_fps)) if v is not None}
     client = VLAClient.for_model_dir(base, served_model, model_dir, api_key=api_key, **extra)
     return EndpointPolicy(client, trajectory_decoding=trajectory_decoding, top_p=top_p,
                           concurrency=concurrency, constrained=constrained, name=name)

@@ -272,6 +272,14 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
     return meta
 
 
+def served_rig(meta: dict) -> dict:
+    """What a server and its client need to know of a data set's camera rig (its metadata,
+    ``vla_data.json``): ``images_per_prompt`` (cameras x frames) and ``video_fps`` (1 / the
+    frame gap: the rate at which each camera's frames make a video)."""
+    gap = float(meta["config"]["samples"]["frame_gap_s"])
+    return {"images_per_prompt": len(meta["cameras"]) * meta["frames"], "video_fps": 1.0 / gap}
+
+
 def is_complete(path: str | Path) -> bool:
     p = Path(path)
     return (p / META_FILE).is_file() and (p / "dataset_dict.json").is_file()

@@ -298,7 +298,7 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
     from rich.console import Console
     from tqdm import tqdm
 
-    from vla.data.build import load_dataset_dir
+    from vla.data.build import load_dataset_dir, served_rig
     from vla.model.loading import load_codec_of
 
     console = console or Console()
@@ -310,7 +310,7 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
     dataset, meta = load_dataset_dir(config.data)
     train = dataset["train"]
     codec = load_codec_of(config.base)
-    per_prompt = len(meta["cameras"]) * meta["frames"]
+    rig_served = served_rig(meta)
     start, adapter_dir, policy = _resume(config, out, console)
     log_path, trace_path = out / "grpo_log.jsonl", out / "rollouts.jsonl"
     for path in (log_path, trace_path):  # drop what a killed run wrote after its last save
@@ -318,15 +318,14 @@ def run_grpo(config: GRPOConfig, console=None) -> dict:
     run = _Run(config, out, train, policy, codec, weights, judge, log_path,
                trace_path)
 
-    server, url = _rollout_server(config, out, per_prompt)
+    server, url = _rollout_server(config, out, rig_served)
     try:
         name = f"policy-{start}"
         swap_adapter(url, name, adapter_dir, None)
         # the requests carry no seed (see EndpointPolicy): each step's rollouts are sampled
         # by the server from the current adapter, at the run's temperature and top-p
         sampler = make_policy(model_dir=config.base, endpoint=url, served_model=name,
-                              images_per_prompt=per_prompt, top_p=config.top_p,
-                              check_server=False)
+                              top_p=config.top_p, check_server=False, **rig_served)
         for step in tqdm(range(start + 1, config.steps + 1), desc="grpo", initial=start,
                          total=config.steps):
             name = _step(run, step, sampler, url, name)
@@ -360,7 +359,7 @@ def _resume(config: GRPOConfig, out: Path, console) -> tuple[int, Path, PolicyMo
     return start, adapter_dir, policy
 
 
-def _rollout_server(config: GRPOConfig, out: Path, per_prompt: int):
+def _rollout_server(config: GRPOConfig, out: Path, rig_served: dict):
     """(the server started for the run, or None; the rollout URL): ``server_url`` when given,
     else a LoRA-enabled vLLM server on the base model."""
     from vla.serving.vllm_server import ServerConfig, VLLMServer, lora_rank_of
@@ -369,8 +368,8 @@ def _rollout_server(config: GRPOConfig, out: Path, per_prompt: int):
         return None, config.server_url
     server = VLLMServer(ServerConfig(model=Path(config.base), enable_lora=True,
                                      max_lora_rank=lora_rank_of(config.adapter),
-                                     images_per_prompt=max(per_prompt, 2),
-                                     max_model_len=4096),
+                                     images_per_prompt=max(rig_served["images_per_prompt"], 2),
+                                     video_fps=rig_served["video_fps"], max_model_len=4096),
                         log_path=out / "vllm_server.log").start()
     return server, server.url
 
