@@ -33,7 +33,9 @@ from vla.meta_action import LATERAL, LONGITUDINAL, MetaAction, derive_meta_actio
 from vla.model.parser import Decision
 from vla.policy import PolicyOutput, check_request
 from vla.trajectory.baselines import BASELINES, constant_velocity, damped_acceleration
-from vla.trajectory.types import TrajectorySpec, ego_state_of
+from vla.trajectory.baselines import sample_prior as prior_trajectory
+from vla.trajectory.baselines import sample_spec as _spec
+from vla.trajectory.types import ego_state_of
 
 FIXED_SENTENCE = ("The lead car ahead is braking and a stopped vehicle is in our lane, a car on "
                   "the left and on the right is cutting in and slower, the left lane has room "
@@ -47,16 +49,6 @@ def decision_clause(meta: MetaAction) -> str:
     return f"so {LON_PHRASE[meta.longitudinal]} and {LAT_PHRASE[meta.lateral]}"
 
 
-def _spec(sample: dict) -> TrajectorySpec:
-    """The horizon of the sample's logged future; the default one where it has none (closed
-    loop)."""
-    future = sample.get("future")
-    return TrajectorySpec() if future is None else TrajectorySpec(
-        hz=10.0, horizon_s=len(future) / 10.0)
-
-
-def prior_trajectory(sample: dict) -> np.ndarray:
-    return damped_acceleration(ego_state_of(sample), _spec(sample))
 
 
 def _blind(sample: dict, meta: MetaAction, trajectory: np.ndarray) -> Decision:

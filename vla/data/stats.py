@@ -8,26 +8,23 @@ from collections import Counter
 import numpy as np
 
 from vla.meta_action import MetaAction, derive_meta_action, is_consistent
-from vla.sim.recipes import EVENT_SCENARIOS
-from vla.trajectory.baselines import damped_acceleration
-from vla.trajectory.types import TrajectorySpec, ego_state_of
+from vla.sim.recipes import subset_of
+from vla.trajectory.baselines import sample_prior
 
 
 def prior_longitudinal(row: dict) -> str:
     """The longitudinal class of the trajectory prior (damped acceleration from the prompt's
     speed and acceleration): what the blind-prior row writes, a decision read off the ego's
     own motion."""
-    spec = TrajectorySpec(hz=10.0, horizon_s=len(row["future"]) / 10.0)
-    prior = damped_acceleration(ego_state_of(row), spec)
-    return derive_meta_action(prior, float(row["ego_speed"])).longitudinal
+    return derive_meta_action(sample_prior(row), float(row["ego_speed"])).longitudinal
 
 
 def prior_agreement(split) -> dict:
     """How often the prior's longitudinal class equals the label, and how often it is
     compatible with it (:func:`vla.meta_action.is_consistent`: e.g. ``follow`` and
-    ``keep_speed``), over all samples, event samples (:data:`EVENT_SCENARIOS`) and free
-    driving. High values on event samples mean the ego's kinematics in the prompt already
-    show the decision: a model can score without looking."""
+    ``keep_speed``), over all samples, event samples and free driving
+    (:func:`vla.sim.recipes.subset_of`). High values on event samples mean the ego's
+    kinematics in the prompt already show the decision: a model can score without looking."""
     cols = split.select_columns(["decision_lon", "future", "ego_speed", "ego_accel",
                                  "ego_yaw_rate", "scenario"])
     counts = {group: [0, 0, 0] for group in ("all", "events", "free")}  # n, equal, compatible
@@ -36,7 +33,7 @@ def prior_agreement(split) -> dict:
         label = MetaAction(row["decision_lon"], "keep_lane")
         equal = prior == row["decision_lon"]
         compatible = is_consistent(label, MetaAction(prior, "keep_lane"))[0]
-        for group in ("all", "events" if row["scenario"] in EVENT_SCENARIOS else "free"):
+        for group in ("all", subset_of(row["scenario"])):
             counts[group][0] += 1
             counts[group][1] += equal
             counts[group][2] += compatible

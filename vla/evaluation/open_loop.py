@@ -54,10 +54,9 @@ from PIL import Image
 
 from vla.metrics import decision_metrics, trajectory_metrics
 from vla.policy import PolicyOutput, map_over_samples
-from vla.sim.recipes import EVENT_SCENARIOS, EVENTS
+from vla.sim.recipes import SUBSETS, subset_of
 
 COMMANDS = ("follow_road", "go_straight", "turn_left", "turn_right")
-SUBSETS = ("events", "free")
 IMAGE_DIAGNOSTICS = ("images_blanked", "images_shuffled")
 # the metrics whose change against the model an image diagnostic row reports (delta_<name>)
 IMAGE_DIAGNOSTIC_DELTAS = ("accuracy_lon", "accuracy_lat", "consistency", "ade")
@@ -144,19 +143,6 @@ def shuffle_partners(image_counts: Sequence[int]) -> list[int | None]:
         for j, i in enumerate(members):
             partners[i] = members[(j + m // 2) % m]
     return partners
-
-
-def subset_of(scenario: str) -> str:
-    """``"events"`` for a scenario with a scripted event to react to
-    (:data:`vla.sim.recipes.EVENT_SCENARIOS`: a vehicle brakes, cuts in, stands still or has
-    right of way), ``"free"`` for the other events of :data:`vla.sim.recipes.EVENTS` (free
-    road, a slower lead to overtake)."""
-    if scenario in EVENT_SCENARIOS:
-        return "events"
-    if scenario in EVENTS:
-        return "free"
-    raise ValueError(f"unknown scenario {scenario!r}: neither an event sample "
-                     f"{EVENT_SCENARIOS} nor another event of the recipes {EVENTS}")
 
 
 def split_by_subset(scenarios: Sequence[str]) -> dict[str, list[int]]:

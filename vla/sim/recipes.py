@@ -18,6 +18,21 @@ EVENTS = ("free_accelerate", "free_cruise", "lead_brake", "cut_in", "stalled", "
 # has right of way); the rest (free road, a slower lead to overtake) are "free driving"
 EVENT_SCENARIOS = ("lead_brake", "cut_in", "stalled", "merge_yield", "junction",
                    "roundabout_yield")
+SUBSETS = ("events", "free")
+
+
+def subset_of(scenario: str) -> str:
+    """``"events"`` for a scenario with a scripted event to react to (:data:`EVENT_SCENARIOS`:
+    a vehicle brakes, cuts in, stands still or has right of way), ``"free"`` for the other
+    events of :data:`EVENTS` (free road, a slower lead to overtake)."""
+    if scenario in EVENT_SCENARIOS:
+        return "events"
+    if scenario in EVENTS:
+        return "free"
+    raise ValueError(f"unknown scenario {scenario!r}: neither an event sample "
+                     f"{EVENT_SCENARIOS} nor another event of the recipes {EVENTS}")
+
+
 ROAD_OF_EVENT = {
     "free_accelerate": "highway", "free_cruise": "highway", "lead_brake": "highway",
     "cut_in": "highway", "stalled": "highway", "slower_lead": "highway",

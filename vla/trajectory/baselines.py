@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla.trajectory.types import EgoState, TrajectorySpec
+from vla.trajectory.types import EgoState, TrajectorySpec, ego_state_of
 
 DEFAULT_SPEC = TrajectorySpec()
 
@@ -43,3 +43,18 @@ def damped_acceleration(ego: EgoState, spec: TrajectorySpec = DEFAULT_SPEC,
 BASELINES = {"constant-velocity": constant_velocity,
              "constant-acceleration": constant_acceleration,
              "damped-acceleration": damped_acceleration}
+
+
+def sample_spec(sample: dict) -> TrajectorySpec:
+    """The horizon of a data-set row's logged future (10 Hz); the default one where it has
+    none (closed loop)."""
+    future = sample.get("future")
+    return TrajectorySpec() if future is None else TrajectorySpec(
+        hz=10.0, horizon_s=len(future) / 10.0)
+
+
+def sample_prior(sample: dict) -> np.ndarray:
+    """The trajectory prior of a data-set row: damped acceleration from its speed,
+    acceleration and yaw rate, over its horizon (what the trajectory tokens are offsets from
+    and what the blind-prior row drives)."""
+    return damped_acceleration(ego_state_of(sample), sample_spec(sample))
