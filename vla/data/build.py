@@ -66,7 +66,8 @@ class BuildConfig:
                              f"got {self.split_fractions}")
 
 
-def features(config: SampleConfig):
+def features():
+    """The columns of a data set: simulator builds and converted logs share them."""
     from datasets import Features, Image, List, Value
 
     return Features({
@@ -86,6 +87,8 @@ def features(config: SampleConfig):
         "ego_yaw_rate": Value("float32"),
         "command": Value("string"),
         "future": List(List(Value("float32"))),
+        "future_valid": List(Value("bool")),
+        "source": Value("string"),
         "decision_lon": Value("string"),
         "decision_lat": Value("string"),
         "critical": Value("string"),
@@ -214,14 +217,10 @@ def _rows_by_split(results: list[tuple], split_of: dict[int, str]):
 
 def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -> dict:
     """Build the data set into ``out`` (which must not exist yet); return its metadata."""
-    from datasets import Dataset, DatasetDict
-
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; remove it or choose another --out")
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _partial_folder(out)  # made first: a build under way shows beside its --out
     recipe = load_recipe(config.recipe)
     specs = episode_specs(recipe, config.episodes, config.seed)
     seeds = np.random.default_rng(config.seed).integers(0, 2**31 - 1, size=config.episodes)
@@ -234,11 +233,6 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
     split_of = split_by_event(kept, config.split_fractions, config.seed)
     rows_by_split, dropped, dropped_by_scenario, cpu_seconds = _rows_by_split(results, split_of)
     n_samples = sum(len(r) for r in rows_by_split.values())
-    feats = features(config.samples)
-    # a split left empty (all its episodes dropped) is not saved; `vla data check` reports it
-    dataset = DatasetDict({s: Dataset.from_list(rows_by_split[s], features=feats)
-                           for s in SPLITS if rows_by_split[s]})
-    dataset.save_to_disk(str(tmp))
     meta = {
         "format": "vla-driving-scenes/1",
         "recipe": config.recipe,
@@ -264,12 +258,43 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
         "frames": config.samples.frames,
         "config": {**asdict(config), "samples": asdict(config.samples)},
     }
+    save_dataset(rows_by_split, meta, out, tmp)
+    return meta
+
+
+def _partial_folder(out: Path) -> Path:
+    """A fresh hidden folder beside ``out`` where its data set is written before renaming."""
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def save_dataset(rows_by_split: dict[str, list[dict]], meta: dict, out: str | Path,
+                 tmp: Path | None = None) -> None:
+    """Write rows (the schema of :func:`features`) as a ``DatasetDict`` with its card and
+    metadata into ``out``, which must not exist: everything goes to a hidden folder beside it,
+    renamed to ``out`` only once complete, so an interrupted write leaves no half data set. A
+    split left empty is not saved (``vla data check`` reports it). ``tmp``: the hidden folder,
+    when the caller made it already."""
+    from datasets import Dataset, DatasetDict
+
     from vla.data.card import write_card
 
-    write_card(tmp, meta, dataset)
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")  # written last
-    os.replace(tmp, out)
-    return meta
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; remove it or choose another --out")
+    tmp = tmp if tmp is not None else _partial_folder(out)
+    try:
+        feats = features()
+        dataset = DatasetDict({s: Dataset.from_list(rows_by_split[s], features=feats)
+                               for s in SPLITS if rows_by_split.get(s)})
+        dataset.save_to_disk(str(tmp))
+        write_card(tmp, meta, dataset)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")  # written last
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def served_rig(meta: dict) -> dict:

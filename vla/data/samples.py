@@ -63,6 +63,8 @@ def episode_samples(log: EpisodeLog, episode_id: int, config: SampleConfig) -> l
             "ego_yaw_rate": seen["ego_yaw_rate"],
             "command": seen["command"],
             "future": np.round(future, 3).tolist(),
+            "future_valid": [True] * len(future),
+            "source": "sim",
             "decision_lon": label.decision.longitudinal,
             "decision_lat": label.decision.lateral,
             "critical": label.critical_json(),

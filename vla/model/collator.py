@@ -70,7 +70,8 @@ class Collator:
         self._rng = np.random.default_rng(self.seed)
 
     def target_text(self, sample: dict) -> str:
-        ids = self.codec.encode(np.asarray(sample["future"], float), ego_state_of(sample))
+        ids = self.codec.encode(np.asarray(sample["future"], float),
+                                ego_state_of(sample, with_label=True))
         return assistant_target(sample["reasoning"], sample["decision_lon"],
                                 sample["decision_lat"], ids)
 

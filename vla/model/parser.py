@@ -13,7 +13,7 @@ codec saved beside the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -138,6 +138,8 @@ def parse_output(text: str, num_tokens: int, codec=None, ego_state=None) -> Deci
                                   traj_end + len(TRAJ_FUTURE_END))
     trajectory = None
     if codec is not None and ego_state is not None:
+        # the trajectory is written under the meta-action just before it
+        ego_state = replace(ego_state, intent_lon=meta[0], intent_lat=meta[1])
         trajectory = codec.decode(np.asarray(ids), ego_state)
     return Decision(reasoning.strip(), MetaAction(meta[0], meta[1]), ids, trajectory)
 

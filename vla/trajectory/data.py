@@ -45,7 +45,8 @@ def split_from_dataset(ds, spec: TrajectorySpec) -> TrajectorySplit:
     missing = {"future", "ego_speed"} - set(ds.column_names)
     if missing:
         raise ValueError(f"the data set lacks the columns {sorted(missing)}")
-    wanted = ["future", "ego_speed", "ego_accel", "ego_yaw_rate", "scenario"]
+    wanted = ["future", "ego_speed", "ego_accel", "ego_yaw_rate", "scenario", "decision_lon",
+              "decision_lat"]
     ds = ds.select_columns([c for c in wanted if c in ds.column_names])  # skip the images
     trajs = np.asarray(ds["future"], dtype=np.float64)
     if trajs.ndim != 3 or trajs.shape[1:] != (spec.num_points, 3):
@@ -54,8 +55,11 @@ def split_from_dataset(ds, spec: TrajectorySpec) -> TrajectorySplit:
     accel = ds["ego_accel"] if "ego_accel" in ds.column_names else [0.0] * n
     yaw_rate = ds["ego_yaw_rate"] if "ego_yaw_rate" in ds.column_names else [0.0] * n
     scen = ds["scenario"] if "scenario" in ds.column_names else ["unknown"] * n
-    egos = [EgoState(speed=max(0.0, float(v)), accel=float(a), yaw_rate=float(w))
-            for v, a, w in zip(ds["ego_speed"], accel, yaw_rate, strict=True)]
+    lon = ds["decision_lon"] if "decision_lon" in ds.column_names else [None] * n
+    lat = ds["decision_lat"] if "decision_lat" in ds.column_names else [None] * n
+    egos = [EgoState(speed=max(0.0, float(v)), accel=float(a), yaw_rate=float(w),
+                     intent_lon=i or None, intent_lat=j or None)
+            for v, a, w, i, j in zip(ds["ego_speed"], accel, yaw_rate, lon, lat, strict=True)]
     return TrajectorySplit(trajs, egos, [str(s) for s in scen])
 
 

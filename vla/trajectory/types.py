@@ -15,11 +15,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class EgoState:
-    """The ego vehicle's motion at t0: speed (m/s, >= 0), acceleration (m/s^2), yaw rate (rad/s)."""
+    """The ego vehicle's motion at t0: speed (m/s, >= 0), acceleration (m/s^2), yaw rate
+    (rad/s), and ``intent_lon`` / ``intent_lat``, the meta-action a trajectory is written under
+    (the label when encoding a training target, the model's own written meta-action when
+    decoding its output; None where there is none). Codecs with a decision-conditioned prior
+    read it; the others ignore it."""
 
     speed: float
     accel: float = 0.0
     yaw_rate: float = 0.0
+    intent_lon: str | None = None
+    intent_lat: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("speed", "accel", "yaw_rate"):
@@ -30,13 +36,25 @@ class EgoState:
                 raise ValueError(f"EgoState.{name} must be finite, got {value}")
         if self.speed < 0:
             raise ValueError(f"EgoState.speed must be >= 0 m/s, got {self.speed}")
+        from vla.meta_action import LATERAL, LONGITUDINAL
+
+        for name, classes in (("intent_lon", LONGITUDINAL), ("intent_lat", LATERAL)):
+            value = getattr(self, name)
+            if value is not None and value not in classes:
+                raise ValueError(f"EgoState.{name} must be one of {classes} or None, "
+                                 f"got {value!r}")
 
 
-def ego_state_of(sample: dict) -> EgoState:
-    """The ego state at t0 of a data-set row (``ego_speed``, ``ego_accel``, ``ego_yaw_rate``)."""
+def ego_state_of(sample: dict, with_label: bool = False) -> EgoState:
+    """The ego state at t0 of a data-set row (``ego_speed``, ``ego_accel``, ``ego_yaw_rate``);
+    ``with_label`` adds the row's labelled ``decision_lon`` / ``decision_lat`` as the intent
+    (for encoding its training target; never for decoding a model's output, which carries its
+    own)."""
     return EgoState(speed=max(0.0, float(sample["ego_speed"])),
                     accel=float(sample.get("ego_accel") or 0.0),
-                    yaw_rate=float(sample.get("ego_yaw_rate") or 0.0))
+                    yaw_rate=float(sample.get("ego_yaw_rate") or 0.0),
+                    intent_lon=sample.get("decision_lon") if with_label else None,
+                    intent_lat=sample.get("decision_lat") if with_label else None)
 
 
 @dataclass(frozen=True)

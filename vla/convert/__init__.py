@@ -1,0 +1,1 @@
+"""Converters from public driving-log formats (nuScenes, PhysicalAI-AV) into vla data sets."""

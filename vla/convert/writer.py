@@ -1,0 +1,64 @@
+"""Write converted log samples as a ``vla`` data set: split by scene (or clip), stratified by
+scenario, with the metadata the rest of ``vla`` reads (``vla_data.json``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from vla.convert.common import HZ
+from vla.data.build import SPLITS, save_dataset, split_by_event, split_events
+
+FRAME_GAP_S = 0.5
+HISTORY_S = 2.0
+HORIZON_S = 6.0
+
+
+def write_converted(rows: list[dict], out: str | Path, *, source: str, root: str | Path,
+                    cameras: list[str], image_size: tuple[int, int], skipped: Counter,
+                    seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                    extra: dict | None = None) -> dict:
+    """Split ``rows`` (from :func:`vla.convert.common.make_row`) by ``episode_id`` (a scene or
+    clip), stratified by each episode's most common ``scenario``, and save them into ``out``
+    (which must not exist; nothing is left there if writing fails). ``skipped`` counts the
+    samples or scenes left out, by reason. Returns the metadata written."""
+    if not rows:
+        raise ValueError(f"{source}: no sample could be converted from {root} "
+                         f"(skipped: {dict(skipped) or 'none'})")
+    by_episode: dict[int, Counter] = {}
+    for row in rows:
+        by_episode.setdefault(row["episode_id"], Counter())[row["scenario"]] += 1
+    stratum = {ep: counts.most_common(1)[0][0] for ep, counts in by_episode.items()}
+    split_of = split_by_event(stratum, fractions, seed)
+    rows_by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for row in rows:
+        rows_by_split[split_of[row["episode_id"]]].append(row)
+    width, height = image_size
+    meta = {
+        "format": "vla-driving-scenes/1",
+        "source": source,
+        "converted_from": str(root),
+        "recipe": None,
+        "episodes": len(by_episode),
+        "episodes_kept": len(by_episode),
+        "dropped_episodes": 0,
+        "dropped_reasons": {},
+        "skipped": dict(sorted(skipped.items())),
+        "samples": len(rows),
+        "split_samples": {s: len(rows_by_split[s]) for s in SPLITS},
+        "split": "by scene or clip, stratified by scenario",
+        "split_events": split_events(stratum, split_of),
+        "seed": seed,
+        "future_hz": int(HZ),
+        "horizon_s": HORIZON_S,
+        "history_s": HISTORY_S,
+        "cameras": list(cameras),
+        "frames": 2,
+        "config": {"samples": {"cameras": list(cameras), "frames": 2,
+                               "frame_gap_s": FRAME_GAP_S, "image_width": width,
+                               "image_height": height, "history_s": HISTORY_S,
+                               "horizon_s": HORIZON_S}},
+        **(extra or {}),
+    }
+    save_dataset(rows_by_split, meta, out)
+    return meta
