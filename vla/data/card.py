@@ -9,6 +9,19 @@ from pathlib import Path
 from vla.data.stats import label_stats
 
 
+def _origin(meta: dict) -> str:
+    """Where the samples come from: a simulator build, or driving logs converted
+    (``converted_from`` in the metadata)."""
+    if meta.get("converted_from"):
+        return (f"Converted from `{meta['source']}` logs ({meta['converted_from']}), seed "
+                f"{meta['seed']}: {meta['episodes']} scenes or clips, {meta['samples']} samples "
+                f"(left out, by reason: {meta.get('skipped') or 'none'}).")
+    return (f"Built from highway-env with recipe `{meta['recipe']}`, seed {meta['seed']}: "
+            f"{meta['episodes']} episodes simulated, {meta['dropped_episodes']} dropped "
+            f"(ego crashed or left the road: {meta['dropped_reasons']}), {meta['samples']} "
+            "samples.")
+
+
 def write_card(folder: Path, meta: dict, dataset) -> None:
     pairs: Counter = Counter()
     scenarios: Counter = Counter()
@@ -23,9 +36,7 @@ def write_card(folder: Path, meta: dict, dataset) -> None:
     lines = [
         "# vla driving scenes",
         "",
-        f"Built from highway-env with recipe `{meta['recipe']}`, seed {meta['seed']}: "
-        f"{meta['episodes']} episodes simulated, {meta['dropped_episodes']} dropped "
-        f"(ego crashed or left the road: {meta['dropped_reasons']}), {meta['samples']} samples.",
+        _origin(meta),
         "",
         "| split | samples |",
         "|---|---|",
@@ -40,7 +51,8 @@ def write_card(folder: Path, meta: dict, dataset) -> None:
         "(`split_events` in `vla_data.json`).",
         "",
         f"Label / derived meta-action agreement (both axes): {agreement:.3f}. "
-        f"Build speed: {meta['keyframes_per_min_per_core']} keyframes per minute per core.",
+        f"Build speed: {meta.get('keyframes_per_min_per_core', 'not measured')} keyframes "
+        "per minute per core.",
         "",
         "## Scenario mix (samples)",
         "",

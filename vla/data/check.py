@@ -52,9 +52,11 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
     import json
 
     dataset, meta = load_dataset_dir(path)
+    converted = bool(meta.get("converted_from"))
     problems: list[str] = []
     for split in SPLITS:
-        if split not in dataset:
+        # fewer than 3 scenes or episodes cannot fill all three splits
+        if split not in dataset and meta.get("episodes", 3) >= MIN_EPISODES_TO_STRATIFY:
             problems.append(f"missing split {split!r}")
     pairs: Counter = Counter()
     weighted = {"agreement": 0.0, "agreement_lon": 0.0, "agreement_lat": 0.0}
@@ -99,6 +101,11 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
             if future.shape != (int(meta["horizon_s"] * meta["future_hz"]), 3) \
                     or not np.isfinite(future).all():
                 problems.append(f"{name}[{i}]: future has shape {future.shape} or non-finite")
+            valid = row.get("future_valid")
+            if valid is not None and (len(valid) != len(future) or not valid[0]
+                                      or sorted(valid, reverse=True) != list(valid)):
+                problems.append(f"{name}[{i}]: future_valid is not a run of real steps "
+                                f"followed by padding, one per future step")
             json.loads(row["metric_cache"])
     seen: dict = {}
     for name, episodes in episodes_by_split.items():
@@ -110,25 +117,40 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
     if blank:
         problems.append(f"{blank} of {checked_images} checked images are blank")
     total = max(samples, 1)
+    skipped = {}
+    if converted:
+        skipped = {
+            "label_derived_agreement": "the labels of converted logs are derived from the "
+                                       "logged future itself, so they agree by construction",
+            "critical components and their grounding": "logs carry no simulator ground "
+                                                       "truth of who matters and why",
+            "drivable area": "logs carry no lane map: off-road metrics are not available",
+        }
     return {
+        "source": meta.get("source", "sim"),
         "samples": samples,
         "episodes": len(seen),
-        "dropped_episodes": meta["dropped_episodes"],
+        "dropped_episodes": meta.get("dropped_episodes", 0),
+        "skipped_samples": meta.get("skipped", {}),
         "decision_classes": len(pairs),
         "max_class_share": round(max(pairs.values()) / total, 4) if pairs else 1.0,
-        "label_derived_agreement": round(weighted["agreement"] / total, 4),
-        "label_derived_agreement_lon": round(weighted["agreement_lon"] / total, 4),
-        "label_derived_agreement_lat": round(weighted["agreement_lat"] / total, 4),
+        "label_derived_agreement": None if converted
+        else round(weighted["agreement"] / total, 4),
+        "label_derived_agreement_lon": None if converted
+        else round(weighted["agreement_lon"] / total, 4),
+        "label_derived_agreement_lat": None if converted
+        else round(weighted["agreement_lat"] / total, 4),
         # the prompt's kinematics giving the longitudinal decision away (vla.data.stats)
         "prior_compatible_lon": {group: round(c / max(n, 1), 4)
                                  for group, (n, _e, c) in prior_counts.items()},
         "prior_equal_lon": {group: round(e / max(n, 1), 4)
                             for group, (n, e, _c) in prior_counts.items()},
-        "keyframes_per_min_per_core": meta["keyframes_per_min_per_core"],
+        "keyframes_per_min_per_core": meta.get("keyframes_per_min_per_core"),
         "checked_images": checked_images,
         "blank_images": blank,
         "split_events": {s: events_by_split[s] for s in SPLITS if s in events_by_split},
         "distribution": dict(pairs.most_common()),
+        "skipped_checks": skipped,
         "problems": problems,
         "ok": not problems,
     }

@@ -1,4 +1,4 @@
-"""``vla data build | check | show``."""
+"""``vla data build | convert | check | show``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,29 @@ def _build(args) -> int:
     return 0
 
 
+def _convert(args) -> int:
+    """Convert driving logs (nuScenes, PhysicalAI-AV) into a data set."""
+    cameras = tuple(args.cameras.split(",")) if args.cameras else None
+    common = {"root": args.root, "out": args.out, "image_width": args.width,
+              "image_height": args.height, "seed": args.seed,
+              **({"cameras": cameras} if cameras else {})}
+    try:
+        if args.format == "nuscenes":
+            from vla.convert.nuscenes import NuScenesConfig, convert_nuscenes
+
+            meta = convert_nuscenes(NuScenesConfig(version=args.version, **common))
+        else:
+            from vla.convert.physicalai_av import PhysicalAIConfig, convert_physicalai_av
+
+            meta = convert_physicalai_av(PhysicalAIConfig(grid_s=args.grid_s, **common))
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        raise SystemExit(f"vla data convert {args.format}: {exc}") from None
+    print(f"wrote {meta['samples']} samples from {meta['episodes']} scenes or clips to "
+          f"{args.out} (splits {meta['split_samples']}); left out, by reason: "
+          f"{meta['skipped'] or 'none'}")
+    return 0
+
+
 def _check(args) -> int:
     from vla.data.check import check_dataset
 
@@ -40,7 +63,7 @@ def _check(args) -> int:
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, value in report.items():
-            if key not in ("distribution", "problems", "split_events"):
+            if key not in ("distribution", "problems", "split_events", "skipped_checks"):
                 table.add_row(key, str(value))
         splits = list(report["split_events"])
         events = sorted({e for counts in report["split_events"].values() for e in counts})
@@ -60,6 +83,8 @@ def _check(args) -> int:
         console.print(table)
         console.print(per_event)
         console.print(dist)
+        for check, why in report["skipped_checks"].items():
+            console.print(f"[yellow]skipped:[/] {check}: {why}")
         for problem in report["problems"]:
             console.print(f"[red]problem:[/] {problem}")
     return 0 if report["ok"] else 1
@@ -91,6 +116,26 @@ def add_data_parser(sub) -> None:
     p.add_argument("--width", type=int, default=None, help="default: the recipe's")
     p.add_argument("--height", type=int, default=None, help="default: the recipe's")
     p.set_defaults(func=_build)
+    p = data_sub.add_parser(
+        "convert", help="convert driving logs (nuScenes, PhysicalAI-AV) into a data set",
+        description="Read a local copy of a driving-log data set (downloaded with its own "
+                    "tools, under its own licence) and write a vla data set of the same "
+                    "schema as a simulator build. The converted data must not be "
+                    "redistributed. See docs/data.md.")
+    p.add_argument("format", choices=("nuscenes", "physicalai-av"))
+    p.add_argument("--root", required=True, help="the data set's folder")
+    p.add_argument("--out", required=True, help="the data set to write (must not exist)")
+    p.add_argument("--cameras", default=None,
+                   help="comma-separated camera names of the log (default: nuScenes "
+                        "CAM_FRONT_LEFT,CAM_FRONT,CAM_FRONT_RIGHT,CAM_BACK; PhysicalAI-AV "
+                        "the front wide, front tele and two cross cameras)")
+    p.add_argument("--width", type=int, default=224, help="image width, a multiple of 28")
+    p.add_argument("--height", type=int, default=112, help="image height, a multiple of 28")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split by scene / clip")
+    p.add_argument("--version", default="v1.0-mini", help="nuScenes: the tables' folder")
+    p.add_argument("--grid-s", type=float, default=2.0,
+                   help="PhysicalAI-AV: spacing (s) of the samples between reasoning events")
+    p.set_defaults(func=_convert)
     p = data_sub.add_parser("check", help="validate a data set and print its distribution")
     p.add_argument("dir")
     p.add_argument("--json", action="store_true")

@@ -23,17 +23,21 @@ def prior_agreement(split) -> dict:
     """How often the prior's longitudinal class equals the label, and how often it is
     compatible with it (:func:`vla.meta_action.is_consistent`: e.g. ``follow`` and
     ``keep_speed``), over all samples, event samples and free driving
-    (:func:`vla.sim.recipes.subset_of`). High values on event samples mean the ego's
+    (:func:`vla.sim.recipes.subset_of`); samples of converted driving logs (``source`` other
+    than ``sim``) form the group ``logs``. High values on event samples mean the ego's
     kinematics in the prompt already show the decision: a model can score without looking."""
-    cols = split.select_columns(["decision_lon", "future", "ego_speed", "ego_accel",
-                                 "ego_yaw_rate", "scenario"])
-    counts = {group: [0, 0, 0] for group in ("all", "events", "free")}  # n, equal, compatible
+    cols = split.select_columns([c for c in ("decision_lon", "future", "ego_speed", "ego_accel",
+                                             "ego_yaw_rate", "scenario", "source")
+                                 if c in split.column_names])
+    counts: dict[str, list[int]] = {"all": [0, 0, 0]}  # group -> n, equal, compatible
     for row in cols:
         prior = prior_longitudinal(row)
         label = MetaAction(row["decision_lon"], "keep_lane")
         equal = prior == row["decision_lon"]
         compatible = is_consistent(label, MetaAction(prior, "keep_lane"))[0]
-        for group in ("all", subset_of(row["scenario"])):
+        subset = subset_of(row["scenario"]) if row.get("source", "sim") == "sim" else "logs"
+        for group in ("all", subset):
+            counts.setdefault(group, [0, 0, 0])
             counts[group][0] += 1
             counts[group][1] += equal
             counts[group][2] += compatible
