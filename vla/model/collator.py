@@ -17,6 +17,12 @@ yaw rate read "not given" (:func:`vla.model.prompting.hide_kinematics`), and the
 tokens of those samples carry no loss (they are residuals over a prior of the hidden speed).
 Those samples can only be explained from the cameras, so the model cannot learn its decisions
 from the ego's kinematics alone: modality dropout against the shortcut the prompt offers.
+
+Samples of converted driving logs may lack parts of the target (:mod:`vla.convert`): without
+a causal label (empty ``reasoning``) the reasoning span (its delimiters included) carries no
+loss, so the model learns the meta-action and trajectory from them without learning to write
+empty reasoning; where the logged future ends before the horizon (``future_valid``), the
+trajectory tokens that cover padded steps carry no loss.
 """
 
 from __future__ import annotations
@@ -105,9 +111,31 @@ class Collator:
                 trajectory = spans[row] == SPANS["trajectory"]
                 labels[row, trajectory] = IGNORE
                 spans[row, trajectory] = 0
+        for row, sample in enumerate(samples):
+            if not str(sample.get("reasoning") or "").strip():  # a log without a causal label
+                reasoning = spans[row] == SPANS["reasoning"]
+                labels[row, reasoning] = IGNORE
+                spans[row, reasoning] = 0
+            padded = self._padded_tokens(sample)
+            if padded:
+                first = (spans[row] == SPANS["trajectory"]).nonzero()
+                if len(first):  # <|traj_future_start|>, then one token per entry
+                    start = int(first[0]) + 1 + self.codec.num_tokens - padded
+                    labels[row, start:start + padded] = IGNORE
+                    spans[row, start:start + padded] = 0
         batch["span_ids"] = spans
         self.token_counts = self._count(batch, prompt_lens)
         return batch
+
+    def _padded_tokens(self, sample: dict) -> int:
+        """How many trailing trajectory tokens cover future steps past the end of the log
+        (``future_valid``; 0 for simulator samples and variable-length codecs)."""
+        valid = sample.get("future_valid")
+        if not valid or all(valid) or not self.codec.fixed_length:
+            return 0
+        steps_per_token = len(valid) / self.codec.num_tokens
+        real_tokens = int(sum(valid) // steps_per_token)
+        return self.codec.num_tokens - real_tokens
 
     def _span_ids(self, ids, prompt_lens, labels):
         tok = self.processor.tokenizer

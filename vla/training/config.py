@@ -56,6 +56,7 @@ class RunConfig:
     meta_action_loss_weight: float = 1.0  # weight of each meta-action token in the mean loss
     kinematics_dropout: float = 0.0  # share of training samples without the ego's motion
     trajectory_decoding: str = "greedy"  # in the validation: greedy | expected (entry)
+    mix: str = ""                    # DIR:WEIGHT,... more data sets' train splits (vla.data.mix)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -74,6 +75,9 @@ class RunConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         check_trajectory_decoding(self.trajectory_decoding)
+        from vla.data.mix import parse_mix
+
+        parse_mix(self.mix)  # refuses a malformed entry before anything loads
         if not 0.0 <= self.kinematics_dropout < 1.0:
             raise ValueError(f"kinematics_dropout must be in [0, 1), got "
                              f"{self.kinematics_dropout}")

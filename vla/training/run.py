@@ -141,6 +141,7 @@ def run_stage(config: RunConfig, console=None) -> dict:
     from transformers import AutoProcessor
 
     from vla.data.build import load_dataset_dir
+    from vla.data.mix import mixed_train_split, parse_mix
     from vla.model.collator import Collator
     from vla.model.constraints import GrammarIds
     from vla.model.loading import load_codec_of
@@ -167,7 +168,8 @@ def run_stage(config: RunConfig, console=None) -> dict:
         else:
             dropped = trim_log(log_path, int(last.name.split("-")[1]))
             console.print(f"resuming from {last} ({dropped} log records after it dropped)")
-    trainer = SpanLossTrainer(model=model, args=args, train_dataset=dataset["train"],
+    train = mixed_train_split(dataset["train"], parse_mix(config.mix), config.seed)
+    trainer = SpanLossTrainer(model=model, args=args, train_dataset=train,
                               data_collator=Collator(processor, codec, config.blank_images,
                                                      kinematics_dropout=config.kinematics_dropout,
                                                      seed=config.seed),
