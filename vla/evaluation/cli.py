@@ -28,7 +28,9 @@ def add_parser(sub) -> None:
                                        "(grammar and codec)")
     p.add_argument("--served-name", default=None, help="with --endpoint: model name to ask for "
                                                        "(default: the first the server lists)")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, action="append",
+                   help="a data set (a simulator build or converted logs); repeat it to "
+                        "evaluate several together, reported per source")
     p.add_argument("--split", default="test")
     p.add_argument("--k", type=int, default=6,
                    help="samples per scene for minADE and the mean-of-k trajectory (0: none)")
@@ -110,12 +112,21 @@ def run(args: argparse.Namespace) -> int:
     from vla.model.expected_entry import entry_features_of
     from vla.reference import blind_policies
 
-    dataset, _ = load_dataset_dir(args.data)
-    if args.split not in dataset:
-        raise SystemExit(f"{args.data} has no split {args.split!r}; it has {list(dataset)}")
-    split = dataset[args.split]
-    samples, indices = stratified_subset(split, args.limit or None, args.seed,
-                                         return_indices=True)
+    samples, records, train = [], [], None
+    for path in args.data:  # each data set's own stratified draw, in the order given
+        try:
+            dataset, _ = load_dataset_dir(path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise SystemExit(f"vla eval open-loop: {exc}") from None
+        if args.split not in dataset:
+            raise SystemExit(f"{path} has no split {args.split!r}; it has {list(dataset)}")
+        split = dataset[args.split]
+        drawn, indices = stratified_subset(split, args.limit or None, args.seed,
+                                           return_indices=True)
+        samples += list(drawn)
+        records.append({"data": str(path), "split": args.split,
+                        **subset_record(indices, args.seed, len(split))})
+        train = train if train is not None else dataset.get("train")
     policy = model_policy(args, "vla eval open-loop",
                           trajectory_decoding=args.trajectory_decoding)
     if args.trajectory_decoding == "expected":
@@ -129,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
                                 image_diagnostics=not args.no_image_diagnostics,
                                 progress=not args.json,
                                 concurrency=concurrency, temperature=args.temperature,
-                                references=blind_policies(dataset.get("train")))
-    result["subset"] = {"split": args.split, **subset_record(indices, args.seed, len(split))}
+                                references=blind_policies(train))
+    result["subset"] = records[0] if len(records) == 1 else records
     if args.json:
         print(json.dumps(result))
         return 0
@@ -169,6 +180,26 @@ def _print(result: dict, k: int) -> None:
         per.add_row(s, str(m["samples"]), *(f"{m.get(c, float('nan')):.3f}" for c in
                                             ("ade", "l2_avg_3s", "collision", "consistency")))
     console.print(per)
+    _print_sources(console, result)
+
+
+def _print_sources(console, result: dict) -> None:
+    """The model per source, where logs are among the samples."""
+    from rich.table import Table
+
+    sources = result.get("per_source", {})
+    if set(sources) <= {"sim"}:
+        return
+    table = Table(title="model per source (off-road and grounding: not available on logs)")
+    columns = ("ade", "l2_avg_3s", "l2_avg_3s_2hz", "collision", "off_road", "accuracy_lon",
+               "consistency")
+    table.add_column("source")
+    table.add_column("samples", justify="right")
+    for c in columns:
+        table.add_column(c.replace("_", " "), justify="right")
+    for name, m in sources.items():
+        table.add_row(name, str(m["samples"]), *(_cell(m, c) for c in columns))
+    console.print(table)
 
 
 IMAGE_DIAGNOSTIC_COLUMNS = ("samples", "meta_action_changed", "trajectory_shift",

@@ -38,7 +38,10 @@ numbers alone, like the blind rows.
 (:data:`vla.sim.recipes.EVENT_SCENARIOS`) and free driving (:func:`subset_of`), with the
 model's, the references' and the image diagnostic rows on each: free driving is mostly decided
 by the ego's own speed, which the prompt states, so the event samples are where images must
-help.
+help. Samples of converted driving logs (:mod:`vla.convert`) form the subset ``logs``, and
+``per_source`` reports the simulator's and each log source's samples apart. On logs the
+metrics follow the log: errors over its real future only, off-road and grounding not
+available (no lane map, no ground truth of the critical facts).
 """
 
 from __future__ import annotations
@@ -63,8 +66,10 @@ IMAGE_DIAGNOSTIC_DELTAS = ("accuracy_lon", "accuracy_lat", "consistency", "ade")
 
 
 def _mean(rows: list[dict]) -> dict:
+    """Mean of every float metric over the rows that have it (None: not available there)."""
     keys = sorted({k for r in rows for k in r if isinstance(r[k], float)})
-    return {k: round(float(np.mean([r[k] for r in rows if k in r])), 4) for k in keys}
+    return {k: round(float(np.mean([r[k] for r in rows if isinstance(r.get(k), float)])), 4)
+            for k in keys}
 
 
 def without_history(sample: dict) -> dict:
@@ -145,12 +150,18 @@ def shuffle_partners(image_counts: Sequence[int]) -> list[int | None]:
     return partners
 
 
-def split_by_subset(scenarios: Sequence[str]) -> dict[str, list[int]]:
+def split_by_subset(scenarios: Sequence[str], sources: Sequence[str] | None = None
+                    ) -> dict[str, list[int]]:
     """The indices of the event samples and of the free-driving samples (:func:`subset_of`),
-    in order: ``{"events": [...], "free": [...]}``."""
+    in order: ``{"events": [...], "free": [...]}``, plus ``"logs"`` for the samples of
+    converted driving logs (``sources`` other than ``sim``) where there are any."""
     out: dict[str, list[int]] = {name: [] for name in SUBSETS}
-    for i, scenario in enumerate(scenarios):
-        out[subset_of(scenario)].append(i)
+    sources = sources or ["sim"] * len(scenarios)
+    for i, (scenario, source) in enumerate(zip(scenarios, sources, strict=True)):
+        if source != "sim":
+            out.setdefault("logs", []).append(i)
+        else:
+            out[subset_of(scenario)].append(i)
     return out
 
 
@@ -295,7 +306,8 @@ def evaluate_open_loop(policy, samples, hz: float, k: int = 6,
     from vla.reference import blind_policies, trajectory_baselines
 
     samples = list(samples)
-    subsets = split_by_subset([s["scenario"] for s in samples])  # unknown names fail here
+    sources = [s.get("source", "sim") for s in samples]
+    subsets = split_by_subset([s["scenario"] for s in samples], sources)  # unknown names fail
     partners = (shuffle_partners([len(s["images"]) for s in samples]) if image_diagnostics
                 else [None] * len(samples))
     baselines = trajectory_baselines()
@@ -308,9 +320,11 @@ def evaluate_open_loop(policy, samples, hz: float, k: int = 6,
                         leave=False))
     rows = [r.model for r in results]
     mean_rows = [r.mean_k for r in results if r.mean_k is not None]
-    per_scenario = {}
-    for sample, row in zip(samples, rows, strict=True):
+    per_scenario: dict[str, list[dict]] = {}
+    per_source: dict[str, list[dict]] = {}
+    for sample, row, source in zip(samples, rows, sources, strict=True):
         per_scenario.setdefault(sample["scenario"], []).append(row)
+        per_source.setdefault(source, []).append(row)
     policies = blind_policies() if references is None else references
     reference_rows = {name: [decision_row(o.decision, s, hz) for s, o in
                              zip(samples, ref.decide(samples), strict=True)]
@@ -323,7 +337,9 @@ def evaluate_open_loop(policy, samples, hz: float, k: int = 6,
            "baselines": {name: _mean([r.baselines[name] for r in results])
                          for name in baselines},
            "per_scenario": {s: {"samples": len(r), **_mean(r)}
-                            for s, r in sorted(per_scenario.items())}}
+                            for s, r in sorted(per_scenario.items())},
+           "per_source": {s: {"samples": len(r), **_mean(r)}
+                          for s, r in sorted(per_source.items())}}
     if mean_rows:
         out["model_mean_k"] = _mean(mean_rows)
     if shortcut:

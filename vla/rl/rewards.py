@@ -119,6 +119,8 @@ def trajectory_reward(decision: Decision, sample: dict, weights: RewardWeights,
 
 
 def grounding_reward(metrics: dict) -> Reward:
+    if metrics["grounding"] is None:  # a converted log: no ground truth of the facts
+        return Reward(0.0, {"available": False})
     return Reward(metrics["grounding"], {
         "precision": round(metrics["grounding_precision"], 4),
         "recall": round(metrics["grounding_recall"], 4)})
@@ -129,8 +131,8 @@ def coherence_reward(metrics: dict) -> Reward:
     situation that admits it (a situation that is not there earns nothing for admitting)."""
     checks = {"states_meta_action": bool(metrics["states_meta_action"]),
               "situation_admits": bool(metrics["situation_admits"])}
-    value = 0.5 * checks["states_meta_action"] + 0.5 * checks["situation_admits"] * metrics[
-        "grounding_precision"]
+    precision = metrics["grounding_precision"] or 0.0  # None on logs: nothing to admit
+    value = 0.5 * checks["states_meta_action"] + 0.5 * checks["situation_admits"] * precision
     return Reward(value, checks)
 
 

@@ -1,16 +1,20 @@
-"""Converted driving logs in training: the spans they lack carry no loss, and a run mixes them
-with simulator scenes (``mix``)."""
+"""Converted driving logs in training and evaluation: the spans they lack carry no loss, a run
+mixes them with simulator scenes (``mix``), and open-loop evaluation reports each source."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from log_fixtures_nuscenes import write_nuscenes
 
 from vla.convert.nuscenes import NuScenesConfig, convert_nuscenes
 from vla.data.build import load_dataset_dir
 from vla.data.mix import mixed_train_split, parse_mix
+from vla.metrics import trajectory_metrics
 from vla.model.collator import IGNORE, SPANS, Collator
 from vla.model.loading import load_model_dir
 from vla.training.config import RunConfig
@@ -65,3 +69,39 @@ def test_a_mixed_run_trains_on_both_sources(tiny_model_dir, small_data_dir, conv
 def test_a_malformed_mix_is_refused_naming_the_entry(bad):
     with pytest.raises(ValueError, match="mix entry"):
         parse_mix(bad)
+
+
+def test_trajectory_metrics_of_a_log_cover_its_real_future_only(converted_dir):
+    rows = [r for split in load_dataset_dir(converted_dir)[0].values() for r in split]
+    short = next(r for r in rows if not all(r["future_valid"]))
+    n = sum(short["future_valid"])
+    gt = np.asarray(short["future"])
+    pred = gt.copy()
+    pred[:, 0] += 0.1 * np.arange(1, len(gt) + 1)  # 0.1 m more error every step
+    pred[n:, 1] += 50.0                             # far off past the end of the log
+    m = trajectory_metrics(pred, short, 10.0)
+    err = 0.1 * np.arange(1, n + 1)
+    assert m["ade"] == pytest.approx(err.mean()) and m["fde"] == pytest.approx(err[-1])
+    assert m["l2_avg_3s"] == pytest.approx(err[:30].mean())
+    assert m["l2_avg_3s_2hz"] == pytest.approx(np.mean([err[i] for i in (4, 9, 14, 19, 24, 29)]))
+    assert m["off_road"] is None  # no lane map in a log: not available, never 0
+    assert m["collision"] in (0.0, 1.0)
+
+
+def test_open_loop_reports_the_simulator_and_the_log_apart(tiny_model_dir, small_data_dir,
+                                                           converted_dir):
+    done = subprocess.run(
+        [sys.executable, "-m", "vla.cli", "eval", "open-loop", "--model", str(tiny_model_dir),
+         "--data", str(small_data_dir), "--data", str(converted_dir), "--limit", "2",
+         "--split", "validation", "--k", "0", "--no-shortcut", "--no-image-diagnostics",
+         "--json"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    sources = result["per_source"]
+    assert set(sources) == {"sim", "nuscenes"}
+    assert sources["sim"]["samples"] + sources["nuscenes"]["samples"] == result["samples"]
+    assert "off_road" in sources["sim"] and "off_road" not in sources["nuscenes"]
+    assert "grounding" not in sources["nuscenes"] and "l2_avg_3s_2hz" in sources["nuscenes"]
+    assert sorted(result["subsets"]["logs"]["model"]) and result["subsets"]["events"]
+    assert [r["data"] for r in result["subset"]] == [str(small_data_dir), str(converted_dir)]
