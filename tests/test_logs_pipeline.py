@@ -105,3 +105,31 @@ def test_open_loop_reports_the_simulator_and_the_log_apart(tiny_model_dir, small
     assert "grounding" not in sources["nuscenes"] and "l2_avg_3s_2hz" in sources["nuscenes"]
     assert sorted(result["subsets"]["logs"]["model"]) and result["subsets"]["events"]
     assert [r["data"] for r in result["subset"]] == [str(small_data_dir), str(converted_dir)]
+
+
+def test_the_trace_report_shows_a_log_samples_real_frames(tiny_model_dir, converted_dir,
+                                                         tmp_path):
+    """A real prediction on a converted sample, traced, then the HTML report with --data."""
+    import re
+
+    trace, out = tmp_path / "predict.jsonl", tmp_path / "report.html"
+    done = subprocess.run([sys.executable, "-m", "vla.cli", "predict", "--model",
+                           str(tiny_model_dir), "--data", str(converted_dir), "--split", "train",
+                           "--index", "0", "--trace", str(trace)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-m", "vla.cli", "traces", "report", str(trace),
+                           "--data", str(converted_dir), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import base64
+    import io
+
+    from PIL import Image
+
+    page = out.read_text()
+    assert json.loads(trace.read_text().splitlines()[0])["sample_id"] in page
+    grids = [Image.open(io.BytesIO(base64.b64decode(b))) for b in re.findall(
+        r'<img[^>]*\bsrc="data:image/png;base64,([^"]+)"', page)]
+    # the sample's camera grid: its 4 cameras as columns, its 2 frames as rows
+    assert any(g.size == (4 * 224, 2 * 112) for g in grids), [g.size for g in grids]
