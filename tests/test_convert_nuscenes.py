@@ -147,7 +147,7 @@ def test_interpolation_error_against_the_analytic_motion(converted):
 def test_command_validity_mask_and_skip_counts(converted):
     root, _, meta, rows = converted
     for row in rows.values():
-        want = "turn_left" if row["sample_id"].startswith("scene-0061") else "go_straight"
+        want = "turn_left" if row["sample_id"].startswith("scene-0061") else "follow_road"
         assert row["command"] == want, row["sample_id"]
     left = np.asarray(rows["scene-0061-10"]["future"])
     assert left[29, 1] > 2.0  # the scene turns left by more than 2 m at 3 s
@@ -159,7 +159,12 @@ def test_command_validity_mask_and_skip_counts(converted):
     assert rows["scene-0061-13"]["future_valid"] == [True] * 30 + [False] * 30
     assert rows["scene-0061-12"]["future_valid"] == [True] * 35 + [False] * 25
     future = rows["scene-0061-13"]["future"]
-    assert all(p == future[29] for p in future[30:])  # past the end: the last real pose
+    # past the end: the last real step's motion carried on at constant speed and heading
+    f = np.asarray(future)
+    step = np.hypot(*(f[29, :2] - f[28, :2]))
+    want = f[29, :2] + np.outer(np.arange(1, 31), [np.cos(f[29, 2]), np.sin(f[29, 2])]) * step
+    np.testing.assert_allclose(f[30:, :2], want, atol=0.02)  # rows rounded to mm
+    np.testing.assert_allclose(f[30:, 2], f[29, 2], atol=1e-3)
 
 
 def test_agents_follow_the_annotations(converted):

@@ -40,7 +40,7 @@ def test_converts_the_clip_with_its_reasoning_event_and_grid(converted):
     assert saved == meta and meta["source"] == "physicalai_av"
     by_id = {row["sample_id"]: row for row in rows}
     # the event at 3.0 s; the grid on the multiples of 2 s from 2.05 s on (2 s of history),
-    # away from the events at 3.0 and 8.0 s; 10 s and 12 s have less than 3 s of future
+    # away from the events at 3.0 and 8.0 s, up to the last with 3 s of future (not 10 s, 12 s)
     assert sorted(by_id) == [f"{CLIP_ID}-{ms}" for ms in (3000, 4000, 6000)]
     event = by_id[f"{CLIP_ID}-3000"]
     assert event["scenario"] == "reasoning_event" and event["reasoning"] == EVENT_TEXT
@@ -53,17 +53,17 @@ def test_converts_the_clip_with_its_reasoning_event_and_grid(converted):
         assert row["camera_names"] == list(CAMERAS) * 2
         assert row["frame_times"] == [-0.5] * 4 + [0.0] * 4
         assert len(row["images"]) == 8 and row["images"][0].size == (224, 112)
-        assert json.loads(row["metric_cache"])["agents"] == []
+        cache = json.loads(row["metric_cache"])
+        assert cache["agents"] == [] and cache["agents_annotated"] is False
     assert meta["skipped"] == {
         "clip: chunk not on disk": 1,                                # ABSENT_CLIP_ID
         "reasoning event: less than 2.0 s of history": 1,            # the event at 1.0 s
         "reasoning event: less than 6.4 s of log after it": 1,       # the event at 8.0 s
-        "sample: less than 3.0 s of future": 2,                      # grid at 10 s and 12 s
     }
     assert meta["clips"] == {"listed": 2, "converted": 1}
     assert meta["samples_by_scenario"] == {"log": 2, "reasoning_event": 1}
     assert ABSENT_CLIP_ID not in " ".join(by_id)
-    assert 0 < meta["max_frame_offset_ms"] <= 1000 / 30 / 2 + 0.1
+    assert 0 < meta["frame_offset_max_ms"] <= 1000 / 30 / 2 + 0.1
 
 
 def test_each_camera_gives_the_frames_nearest_its_nominal_times(converted):

@@ -85,7 +85,10 @@ def test_trajectory_metrics_of_a_log_cover_its_real_future_only(converted_dir):
     assert m["l2_avg_3s"] == pytest.approx(err[:30].mean())
     assert m["l2_avg_3s_2hz"] == pytest.approx(np.mean([err[i] for i in (4, 9, 14, 19, 24, 29)]))
     assert m["off_road"] is None  # no lane map in a log: not available, never 0
-    assert m["collision"] in (0.0, 1.0)
+    # the logged future itself: no collision with the annotated boxes, as far as the expert
+    exact = trajectory_metrics(gt, short, 10.0)
+    assert exact["collision"] == 0.0 and exact["progress"] == pytest.approx(1.0)
+    assert exact["ade"] == 0.0
 
 
 def test_open_loop_reports_the_simulator_and_the_log_apart(tiny_model_dir, small_data_dir,
@@ -103,7 +106,9 @@ def test_open_loop_reports_the_simulator_and_the_log_apart(tiny_model_dir, small
     assert sources["sim"]["samples"] + sources["nuscenes"]["samples"] == result["samples"]
     assert "off_road" in sources["sim"] and "off_road" not in sources["nuscenes"]
     assert "grounding" not in sources["nuscenes"] and "l2_avg_3s_2hz" in sources["nuscenes"]
-    assert sorted(result["subsets"]["logs"]["model"]) and result["subsets"]["events"]
+    assert result["subsets"]["logs"]["samples"] == sources["nuscenes"]["samples"]
+    assert sum(result["subsets"][s]["samples"] for s in ("events", "free")) \
+        == sources["sim"]["samples"]
     assert [r["data"] for r in result["subset"]] == [str(small_data_dir), str(converted_dir)]
 
 
@@ -133,3 +138,12 @@ def test_the_trace_report_shows_a_log_samples_real_frames(tiny_model_dir, conver
         r'<img[^>]*\bsrc="data:image/png;base64,([^"]+)"', page)]
     # the sample's camera grid: its 4 cameras as columns, its 2 frames as rows
     assert any(g.size == (4 * 224, 2 * 112) for g in grids), [g.size for g in grids]
+
+
+def test_a_mix_of_another_horizon_is_refused_naming_it(small_data_dir, converted_dir):
+    dataset, meta = load_dataset_dir(small_data_dir)
+    other = {**meta, "horizon_s": 5.0}
+    with pytest.raises(ValueError, match="horizon_s"):
+        mixed_train_split(dataset["train"], [(str(converted_dir), 1.0)], meta=other)
+    mixed = mixed_train_split(dataset["train"], [(str(converted_dir), 1.0)], meta=meta)
+    assert len(mixed) >= len(dataset["train"])

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vla.data.subsets import subset_name
 from vla.evaluation.open_loop import (
     blanked_images,
     evaluate_open_loop,
     shuffle_partners,
     split_by_subset,
-    subset_of,
     swapped_command,
     trajectory_metrics,
     without_history,
@@ -108,7 +108,7 @@ def test_open_loop_without_image_diagnostics_keeps_the_subsets(tiny_model_dir, s
     result = evaluate_open_loop(policy, scenes.select(range(1)), 10.0, k=0, shortcut=False,
                                 progress=False, image_diagnostics=False)
     assert "image_diagnostics" not in result and "shortcut" not in result
-    part = result["subsets"][subset_of(scenes[0]["scenario"])]
+    part = result["subsets"][subset_name(scenes[0])]
     assert part["samples"] == 1 and part["model"] == result["model"]
     assert "image_diagnostics" not in part
 
@@ -183,7 +183,7 @@ def test_image_diagnostics_show_other_images_and_score_against_the_own_labels(sp
                        for s in samples])
     assert images["images_blanked"]["meta_action_changed"] == pytest.approx(changed, abs=1e-4)
     # the subsets: the same rows restricted to the event samples and to free driving
-    split = split_by_subset([s["scenario"] for s in samples])
+    split = split_by_subset(samples)
     for name, indices in split.items():
         part = result["subsets"][name]
         assert part["samples"] == len(indices)
@@ -225,8 +225,12 @@ def test_blanked_images_keep_sizes_and_form():
 
 
 def test_samples_split_into_event_samples_and_free_driving():
-    split = split_by_subset(["free_cruise", "lead_brake", "junction", "slower_lead",
-                             "roundabout_yield", "free_accelerate"])
+    names = ["free_cruise", "lead_brake", "junction", "slower_lead", "roundabout_yield",
+             "free_accelerate"]
+    split = split_by_subset([{"scenario": s} for s in names])
     assert split == {"events": [1, 2, 4], "free": [0, 3, 5]}
+    logs = split_by_subset([{"scenario": "log", "source": "nuscenes"},
+                            {"scenario": "lead_brake", "source": "sim"}])
+    assert logs == {"events": [1], "free": [], "logs": [0]}
     with pytest.raises(ValueError, match="unknown scenario 'parking'"):
-        split_by_subset(["lead_brake", "parking"])
+        split_by_subset([{"scenario": "lead_brake"}, {"scenario": "parking"}])

@@ -19,10 +19,9 @@ the tables call ADE@3 s), ``collision``, ``off_road`` and ``progress`` (:mod:`vl
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
+from vla.data.subsets import is_log
 from vla.meta_action import derive_meta_action, is_consistent
 from vla.reasoning import coherence, grounding
 from vla.scoring import score_against_cache
@@ -41,8 +40,7 @@ def decision_metrics(decision, sample: dict, hz: float = 10.0) -> dict:
     correct_lat = meta.lateral == sample["decision_lat"]
     checks = coherence(decision.reasoning, meta)
     # a converted log has no ground truth of the critical facts: grounding is not available
-    is_log = sample.get("source", "sim") != "sim"
-    ground = None if is_log else grounding(decision.reasoning, sample)
+    ground = None if is_log(sample) else grounding(decision.reasoning, sample)
     return {
         "accuracy_lon": float(correct_lon), "accuracy_lat": float(correct_lat),
         "accuracy": float(correct_lon and correct_lat),
@@ -59,29 +57,34 @@ def decision_metrics(decision, sample: dict, hz: float = 10.0) -> dict:
     }
 
 
+def real_steps(sample: dict) -> int:
+    """How many steps of the sample's future are logged (``future_valid``; a converted log
+    may end before the horizon): every step of a simulator sample."""
+    valid = sample.get("future_valid")
+    return len(sample["future"]) if not valid else int(sum(valid))
+
+
 def trajectory_metrics(pred: np.ndarray, sample: dict, hz: float = 10.0) -> dict:
     """Displacement errors in both conventions, and the metric cache's verdicts.
 
     Over the real part of the future only (``future_valid``: a converted log may end before
     the horizon; an error at an instant past its end is not reported). ``l2_avg_Ns_2hz`` is
     the ST-P3 average over the 2 Hz points (0.5 s, 1 s, ... N s), as published nuScenes tables
-    compute it. ``off_road`` is None where the cache has no drivable area (converted logs):
-    not available, never 0."""
+    compute it. ``off_road`` is None where the cache has no drivable area, ``collision`` where
+    it has no agent boxes (converted logs): not available, never 0; collision and progress
+    are judged over the real future too."""
     gt = np.asarray(sample["future"], float)
     pred = np.asarray(pred, float)
-    valid = sample.get("future_valid")
-    n = len(gt) if not valid else int(sum(valid))
+    n = real_steps(sample)
     out = horizon_errors(pred[:n], gt[:n], hz, tuple(h for h in HORIZONS_S if h * hz <= n))
     err = np.linalg.norm(pred[:n, :2] - gt[:n, :2], axis=-1)
     half = int(round(hz / 2))
     for h in HORIZONS_S:
         if h * hz <= n:
             out[f"l2_avg_{h:.0f}s_2hz"] = float(err[half - 1:int(round(h * hz)):half].mean())
-    cache = score_against_cache(pred, gt, sample["metric_cache"], hz)
-    drivable = json.loads(sample["metric_cache"]).get("drivable") \
-        if isinstance(sample["metric_cache"], str) else sample["metric_cache"].get("drivable")
-    out.update(collision=float(cache.collision),
-               off_road=None if drivable == "not_available" else float(cache.off_road))
+    cache = score_against_cache(pred[:n], gt[:n], sample["metric_cache"], hz)
+    out.update(collision=None if cache.collision is None else float(cache.collision),
+               off_road=None if cache.off_road is None else float(cache.off_road))
     if cache.progress is not None:
         out["progress"] = cache.progress
     return out

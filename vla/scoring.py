@@ -11,6 +11,10 @@
   ends (1 = as far as the expert; capped at ``progress_cap``); a lane change on either side
   does not change it, since both project onto the same path.
 
+A cache of a converted driving log (:mod:`vla.convert`) may have no drivable area
+(``"drivable": "not_available"``) or no agent boxes (``"agents_annotated": false``): off-road
+or collision is then None, not available, never a verdict of 0.
+
 Simplifications: agents keep their logged futures (no reaction to the candidate), lanes are
 polylines of constant width, and only the ego centre is tested for off-road.
 """
@@ -27,10 +31,10 @@ COVERAGE_MARGIN_M = 5.0
 
 @dataclass(frozen=True)
 class CacheScore:
-    collision: bool
+    collision: bool | None       # None: the cache has no agent boxes (a log without them)
     collision_agent: int | None
     collision_time_s: float | None
-    off_road: bool
+    off_road: bool | None        # None: the cache has no drivable area (a log without a map)
     progress: float | None  # None when the cache has no route or the expert does not move
 
 
@@ -141,7 +145,11 @@ def progress_ratio(trajectory: np.ndarray, expert: np.ndarray, cache,
 
 def score_against_cache(trajectory: np.ndarray, expert: np.ndarray, cache,
                         hz: float = 10.0) -> CacheScore:
+    cache = _cache(cache)
     agent, when = first_collision(trajectory, cache, hz)
-    return CacheScore(collision=agent is not None, collision_agent=agent,
-                      collision_time_s=when, off_road=off_road(trajectory, cache),
+    annotated = cache.get("agents_annotated", True)
+    mapped = cache.get("drivable") != "not_available"
+    return CacheScore(collision=agent is not None if annotated else None,
+                      collision_agent=agent, collision_time_s=when,
+                      off_road=off_road(trajectory, cache) if mapped else None,
                       progress=progress_ratio(trajectory, expert, cache))

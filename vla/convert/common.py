@@ -7,13 +7,17 @@ A converted sample looks like a simulator sample, with these differences:
 * ``source`` names the data set (``nuscenes``, ``physicalai_av``); ``scenario`` is what the
   log says about the sample (a reasoning event, or ``log`` for a regular keyframe);
 * ``future`` lasts as long as the log does: ``future_valid`` marks the real steps, and the
-  steps past the end repeat the last real pose (never NaN, so the row stays a float list);
+  steps past the end carry the last real motion on at constant speed and heading (never NaN,
+  so the row stays a float list; a constant-velocity continuation, not a sudden stop, so that
+  a codec encoding the whole horizon is disturbed as little as possible by the padding, whose
+  tokens carry no loss anyway);
 * the meta-action is derived from the logged future (:func:`vla.meta_action.derive_meta_action`),
   ``critical`` is empty and ``reasoning`` is the log's own reasoning text, or empty where the
   log has none (training then masks the span);
 * the metric cache holds the annotated agents but no lanes (``"drivable": "not_available"``:
-  off-road metrics are reported as not available, never as 0); its reference path is the
-  logged future.
+  off-road metrics are reported as not available, never as 0; a log without agent boxes says
+  so too, ``"agents_annotated": false``, and collision is then not available); its reference
+  path is the logged future.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from vla.meta_action import derive_meta_action
 from vla.sim.frames import to_ego, unwrap_yaw
+from vla.trajectory.types import wrap_angle
 
 HZ = 10.0
 #: The navigation command of a log sample (derived, as VAD and others do): the lateral offset
@@ -68,7 +73,9 @@ def resample_poses(times_s: np.ndarray, poses: np.ndarray, grid_s: np.ndarray) -
 
 def derive_command(future: np.ndarray, valid: np.ndarray, hz: float = HZ) -> str:
     """``turn_left`` / ``turn_right`` where the future's lateral offset at 3 s (or at its last
-    real step, if shorter) is beyond ±2 m, else ``go_straight``."""
+    real step, if shorter) is beyond ±2 m, else ``follow_road``: VAD's "go straight", in our
+    command vocabulary, where ``go_straight`` means straight on through a junction, which a
+    log without a map cannot tell."""
     real = np.flatnonzero(np.asarray(valid, bool))
     if real.size == 0:
         raise ValueError("derive_command needs at least one real future step")
@@ -78,7 +85,7 @@ def derive_command(future: np.ndarray, valid: np.ndarray, hz: float = HZ) -> str
         return "turn_left"
     if lateral < -COMMAND_OFFSET_M:
         return "turn_right"
-    return "go_straight"
+    return "follow_road"
 
 
 def fit_image(image, width: int, height: int, where: str = "") -> bytes:
@@ -123,7 +130,8 @@ class LogSample:
     frame-major (every camera's oldest frame first, then the next frame), with
     ``camera_names`` and ``frame_times`` (s relative to t0) per image; ``agents``: the metric
     cache's agent list (``id``, ``class``, ``length``, ``width``, ``future``: ``[x, y, yaw]`` or
-    None per future step)."""
+    None per future step); ``agents_annotated`` False where the log has no agent boxes at all
+    (collision is then not available, rather than 0)."""
 
     sample_id: str
     episode_id: int
@@ -141,6 +149,7 @@ class LogSample:
     ego_width: float = 1.9
     reasoning: str = ""
     road: str = "log"
+    agents_annotated: bool = True
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -179,12 +188,29 @@ def log_metric_cache(sample: LogSample, command: str, valid: np.ndarray) -> dict
     return {
         "dt": 1.0 / HZ,
         "agents": sample.agents,
+        "agents_annotated": sample.agents_annotated,
         "lanes": [],
         "drivable": "not_available",
         "route": {"lanes": [], "centerline": np.round(path, 1).tolist(), "command": command},
         "ego": {"length": sample.ego_length, "width": sample.ego_width,
                 "speed": float(sample.history_speed[-1]), "speed_limit": None},
     }
+
+
+def _continue_at_constant_velocity(future: np.ndarray, n_real: int) -> np.ndarray:
+    """``future`` with the rows past ``n_real`` replaced by the last real step's motion carried
+    on at constant speed and heading."""
+    out = np.asarray(future, dtype=np.float64).copy()
+    if n_real >= len(out):
+        return out
+    last = out[n_real - 1]
+    before = out[n_real - 2] if n_real >= 2 else np.zeros(3)
+    step = float(np.hypot(*(last[:2] - before[:2])))
+    k = np.arange(1, len(out) - n_real + 1)
+    out[n_real:, 0] = last[0] + k * step * np.cos(last[2])
+    out[n_real:, 1] = last[1] + k * step * np.sin(last[2])
+    out[n_real:, 2] = last[2]
+    return out
 
 
 def make_row(sample: LogSample, hz: float = HZ) -> dict:
@@ -195,9 +221,7 @@ def make_row(sample: LogSample, hz: float = HZ) -> dict:
     if n_real < int(round(MIN_FUTURE_S * hz)):
         raise ValueError(f"{sample.sample_id}: only {n_real / hz:.1f} s of future in the log "
                          f"(at least {MIN_FUTURE_S} s needed)")
-    future = sample.future.copy()
-    future[~valid] = future[n_real - 1]
-    future = unwrap_yaw(future)
+    future = unwrap_yaw(_continue_at_constant_velocity(sample.future, n_real))
     speed = sample.history_speed
     # acceleration: slope of a line through the last 0.5 s of speeds (a one-step difference of
     # logged speeds is mostly noise)
@@ -205,7 +229,7 @@ def make_row(sample: LogSample, hz: float = HZ) -> dict:
     t = np.arange(n_fit) / hz
     accel = float(np.polyfit(t, speed[-n_fit:], 1)[0]) if n_fit >= 2 else 0.0
     hist = sample.history
-    yaw_rate = float((hist[-1, 2] - hist[-2, 2] + np.pi) % (2 * np.pi) - np.pi) * hz
+    yaw_rate = float(wrap_angle(hist[-1, 2] - hist[-2, 2])) * hz
     decision = derive_meta_action(future[:n_real], float(speed[-1]), hz=hz)
     command = derive_command(future, valid, hz)
     cache = log_metric_cache(sample, command, valid)

@@ -39,7 +39,7 @@ The JSON tables in ``<root>/<version>/`` are read directly (the real schema: tok
   way round) between annotations on consecutive key samples onto the future's 10 Hz grid, in
   the ego frame at t0; a step is None where the instance is not annotated on both sides of it.
   An instance with no annotated future step is left out.
-* **Command** (``turn_left`` / ``turn_right`` / ``go_straight``): nuScenes has no route, so it
+* **Command** (``turn_left`` / ``turn_right`` / ``follow_road``): nuScenes has no route, so it
   is derived from the logged future, VAD's convention: a lateral offset beyond ±2 m at 3 s.
 * **Off-road.** nuScenes' maps are not read: there is no drivable area, and off-road metrics
   are reported as not available (``"drivable": "not_available"``).

@@ -46,7 +46,7 @@ mask); history speeds are ``hypot(vx, vy)`` interpolated at the history times.
 
 Frames: per camera, the decoded frame whose timestamp is nearest ``t0 - 0.5 s`` and nearest
 ``t0`` (their nominal times -0.5 and 0.0 are stored); the largest distance between a picked
-frame and its nominal time goes into the metadata (``max_frame_offset_ms``). A sample with no
+frame and its nominal time goes into the metadata (``frame_offset_max_ms``). A sample with no
 frame within 0.1 s of a nominal time is skipped. A video that cannot be decoded (truncated,
 corrupt, or ending before a frame it needs) skips its clip: counted, and the file named in
 the metadata (``unreadable_videos``) and in a logged warning. A chunk zip or parquet table
@@ -474,8 +474,9 @@ class ClipConverter:
             chosen.append(Candidate(start, "reasoning_event", text, []))
         starts = np.array([s for s, _ in events])
         grid = self.config.grid_s
+        # up to the last t0 with the 3 s of future a sample needs (no frames decoded in vain)
         for k in range(int(np.ceil((first + HISTORY_S) / grid - 1e-9)),
-                       int(np.floor(last / grid + 1e-9)) + 1):
+                       int(np.floor((last - MIN_FUTURE_S) / grid + 1e-9)) + 1):
             t0 = k * grid
             if starts.size and np.min(np.abs(starts - t0)) < EVENT_CLEARANCE_S - 1e-9:
                 continue
@@ -565,7 +566,7 @@ class ClipConverter:
                 history=ego_frame(hist_world, pose0),
                 history_speed=np.interp(hist_t, times, speeds),
                 future=ego_frame(fut_world, pose0),
-                agents=[],
+                agents=[], agents_annotated=False,
                 reasoning=cand.reasoning,
             )
             try:
@@ -581,7 +582,7 @@ class ClipConverter:
 def convert_physicalai_av(config: PhysicalAIConfig) -> dict:
     """Convert the clips under ``config.root`` into the data set ``config.out`` (see the
     module docstring); returns its metadata (``skipped`` counts by reason; the conversion's
-    numbers under ``clips``, ``samples_by_scenario``, ``max_frame_offset_ms``...). Nothing is
+    numbers under ``clips``, ``samples_by_scenario``, ``frame_offset_max_ms``...). Nothing is
     left in ``out`` when it fails."""
     root, out = config.root, config.out
     if out.exists():
@@ -616,9 +617,9 @@ def convert_physicalai_av(config: PhysicalAIConfig) -> dict:
         "samples_by_scenario": dict(sorted(converter.samples.items())),
         "grid_s": float(config.grid_s),
         "event_after_s": EVENT_AFTER_S,
-        "max_frame_offset_ms": round(converter.max_offset_s * 1000, 1),
+        "frame_offset_max_ms": round(converter.max_offset_s * 1000, 1),
         "frame_time_note": "frame_times are nominal (-0.5, 0.0 s); the picked frames lie "
-                           "within max_frame_offset_ms of them",
+                           "within frame_offset_max_ms of them",
         "reasoning_labels": REASONING if reasoning is not None else None,
         "agent_boxes": "none (no agent boxes in this release: collision metrics have nothing to "
                   "check)",

@@ -14,21 +14,32 @@ HISTORY_S = 2.0
 HORIZON_S = 6.0
 
 
+def episode_strata(episode_ids, scenarios) -> dict[int, str]:
+    """The stratum of each scene or clip, for the split: its most common scenario other than
+    ``log`` (a clip with one reasoning event among many regular keyframes is a
+    ``reasoning_event`` clip), else ``log``."""
+    by_episode: dict[int, Counter] = {}
+    for episode, scenario in zip(episode_ids, scenarios, strict=True):
+        by_episode.setdefault(int(episode), Counter())[scenario] += 1
+    strata = {}
+    for episode, counts in by_episode.items():
+        named = Counter({k: v for k, v in counts.items() if k != "log"})
+        strata[episode] = named.most_common(1)[0][0] if named else "log"
+    return strata
+
+
 def write_converted(rows: list[dict], out: str | Path, *, source: str, root: str | Path,
                     cameras: list[str], image_size: tuple[int, int], skipped: Counter,
                     seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
                     extra: dict | None = None) -> dict:
     """Split ``rows`` (from :func:`vla.convert.common.make_row`) by ``episode_id`` (a scene or
-    clip), stratified by each episode's most common ``scenario``, and save them into ``out``
+    clip), stratified by :func:`episode_strata`, and save them into ``out``
     (which must not exist; nothing is left there if writing fails). ``skipped`` counts the
     samples or scenes left out, by reason. Returns the metadata written."""
     if not rows:
         raise ValueError(f"{source}: no sample could be converted from {root} "
                          f"(skipped: {dict(skipped) or 'none'})")
-    by_episode: dict[int, Counter] = {}
-    for row in rows:
-        by_episode.setdefault(row["episode_id"], Counter())[row["scenario"]] += 1
-    stratum = {ep: counts.most_common(1)[0][0] for ep, counts in by_episode.items()}
+    stratum = episode_strata([r["episode_id"] for r in rows], [r["scenario"] for r in rows])
     split_of = split_by_event(stratum, fractions, seed)
     rows_by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for row in rows:
@@ -39,8 +50,8 @@ def write_converted(rows: list[dict], out: str | Path, *, source: str, root: str
         "source": source,
         "converted_from": str(root),
         "recipe": None,
-        "episodes": len(by_episode),
-        "episodes_kept": len(by_episode),
+        "episodes": len(stratum),
+        "episodes_kept": len(stratum),
         "dropped_episodes": 0,
         "dropped_reasons": {},
         "skipped": dict(sorted(skipped.items())),

@@ -22,6 +22,33 @@ def _origin(meta: dict) -> str:
             "samples.")
 
 
+def _contents(meta: dict) -> str:
+    rig = (f"Each sample: {len(meta['cameras'])} cameras ({', '.join(meta['cameras'])}) × "
+           f"{meta['frames']} frames, ")
+    if meta.get("converted_from"):
+        return (rig + f"{meta['history_s']} s of ego history, the logged future over up to "
+                f"{meta['horizon_s']} s at {meta['future_hz']} Hz (ego frame at t0: x forward, y "
+                "left, yaw counter-clockwise; `future_valid` marks the logged steps), the "
+                "meta-action derived from it (`decision_lon`, `decision_lat`), the log's own "
+                "reasoning text where it has one (`reasoning`, else empty), and the metric cache "
+                "(`metric_cache`, JSON: annotated agents, no drivable area). Splits are by scene "
+                "or clip (`split_events` in `vla_data.json`).")
+    return (rig + f"a top-down view, {meta['history_s']} s of ego history, the future "
+            f"trajectory over {meta['horizon_s']} s at {meta['future_hz']} Hz (ego frame at t0: "
+            "x forward, y left, yaw counter-clockwise), the Cause-of-Change label "
+            "(`decision_lon`, `decision_lat`, `critical` as JSON, `reasoning`) and the metric "
+            "cache (`metric_cache`, JSON). Splits are by episode, stratified by event type "
+            "(`split_events` in `vla_data.json`).")
+
+
+def _agreement(meta: dict, agreement: float) -> str:
+    speed = (f"Build speed: {meta.get('keyframes_per_min_per_core', 'not measured')} "
+             "keyframes per minute per core.")
+    if meta.get("converted_from"):  # labels derived from the future: agreement is no check
+        return "The meta-actions are derived from the logged future. " + speed
+    return f"Label / derived meta-action agreement (both axes): {agreement:.3f}. " + speed
+
+
 def write_card(folder: Path, meta: dict, dataset) -> None:
     pairs: Counter = Counter()
     scenarios: Counter = Counter()
@@ -42,17 +69,9 @@ def write_card(folder: Path, meta: dict, dataset) -> None:
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in meta["split_samples"].items()],
         "",
-        f"Each sample: {len(meta['cameras'])} cameras ({', '.join(meta['cameras'])}) × "
-        f"{meta['frames']} frames, a top-down view, {meta['history_s']} s of ego history, "
-        f"the future trajectory over {meta['horizon_s']} s at {meta['future_hz']} Hz (ego frame "
-        "at t0: x forward, y left, yaw counter-clockwise), the Cause-of-Change label "
-        "(`decision_lon`, `decision_lat`, `critical` as JSON, `reasoning`) and the metric "
-        "cache (`metric_cache`, JSON). Splits are by episode, stratified by event type "
-        "(`split_events` in `vla_data.json`).",
+        _contents(meta),
         "",
-        f"Label / derived meta-action agreement (both axes): {agreement:.3f}. "
-        f"Build speed: {meta.get('keyframes_per_min_per_core', 'not measured')} keyframes "
-        "per minute per core.",
+        _agreement(meta, agreement),
         "",
         "## Scenario mix (samples)",
         "",

@@ -22,9 +22,15 @@ def _blank(image_bytes: bytes) -> bool:
     return float(array.std()) < 2.0
 
 
-def _episodes_per_event(split) -> dict[str, int]:
-    """``{event: episodes}`` of a split (one event per episode)."""
+def _episodes_per_event(split, converted: bool = False) -> dict[str, int]:
+    """``{event: episodes}`` of a split (one event per simulated episode; a converted scene or
+    clip counts under its stratum, :func:`vla.convert.writer.episode_strata`)."""
     columns = split.select_columns(["episode_id", "scenario"])
+    if converted:
+        from vla.convert.writer import episode_strata
+
+        strata = episode_strata(columns["episode_id"], columns["scenario"])
+        return dict(sorted(Counter(strata.values()).items()))
     pairs = set(zip(columns["episode_id"], columns["scenario"], strict=True))
     return dict(sorted(Counter(event for _, event in pairs).items()))
 
@@ -55,8 +61,9 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
     converted = bool(meta.get("converted_from"))
     problems: list[str] = []
     for split in SPLITS:
-        # fewer than 3 scenes or episodes cannot fill all three splits
-        if split not in dataset and meta.get("episodes", 3) >= MIN_EPISODES_TO_STRATIFY:
+        # fewer than 3 converted scenes or clips cannot fill all three splits
+        if split not in dataset and not (converted and meta.get("episodes", 0)
+                                         < MIN_EPISODES_TO_STRATIFY):
             problems.append(f"missing split {split!r}")
     pairs: Counter = Counter()
     weighted = {"agreement": 0.0, "agreement_lon": 0.0, "agreement_lat": 0.0}
@@ -83,7 +90,7 @@ def check_dataset(path, image_sample_every: int = 7) -> dict:
             counts[2] += rates["prior_compatible_lon"] * n
         episodes_by_split[name] = set(split["episode_id"])
         # the scenario column holds the episode's scripted event
-        events_by_split[name] = _episodes_per_event(split)
+        events_by_split[name] = _episodes_per_event(split, converted)
         raw = split.cast_column("images", split.features["images"].__class__(
             split.features["images"].feature.__class__(decode=False)))
         n_cams = len(meta["cameras"]) * meta["frames"]

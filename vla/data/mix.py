@@ -30,10 +30,19 @@ def parse_mix(text: str) -> list[tuple[str, float]]:
     return out
 
 
-def mixed_train_split(train, mix: list[tuple[str, float]], seed: int = 0):
+def _rig(meta: dict) -> dict:
+    """What samples of two data sets must share to be trained on together."""
+    return {"horizon_s": float(meta["horizon_s"]), "future_hz": float(meta["future_hz"]),
+            "frame_gap_s": float(meta["config"]["samples"]["frame_gap_s"]),
+            "images per sample": len(meta["cameras"]) * int(meta["frames"])}
+
+
+def mixed_train_split(train, mix: list[tuple[str, float]], seed: int = 0,
+                      meta: dict | None = None):
     """``train`` (weight 1) interleaved with the train splits of the data sets in ``mix``; the
     same ``train`` when ``mix`` is empty. Raises naming a data set that has no train split or
-    whose camera count differs from ``train``'s."""
+    whose horizon, rate, frame gap or images per sample differ from ``meta``'s (the run's own
+    data set's metadata; without it, only the images per sample are compared)."""
     if not mix:
         return train
     from datasets import interleave_datasets
@@ -43,9 +52,12 @@ def mixed_train_split(train, mix: list[tuple[str, float]], seed: int = 0):
     sets, weights = [_with_schema(train)], [1.0]
     n_images = len(train[0]["camera_names"])
     for path, weight in mix:
-        dataset, _meta = load_dataset_dir(Path(path))
+        dataset, extra_meta = load_dataset_dir(Path(path))
         if "train" not in dataset:
             raise ValueError(f"mix: {path} has no train split")
+        if meta is not None and _rig(extra_meta) != _rig(meta):
+            raise ValueError(f"mix: {path} has {_rig(extra_meta)}, the run's data set "
+                             f"{_rig(meta)}; convert or build it with the same settings")
         extra = _with_schema(dataset["train"])
         if len(extra[0]["camera_names"]) != n_images:
             raise ValueError(f"mix: {path} gives {len(extra[0]['camera_names'])} images per "

@@ -34,8 +34,11 @@ def render_sample(row: dict, cameras: list[str], frames: int) -> Image.Image:
         grid.paste(image.convert("RGB"), (c * w, f * h))
         draw.text((c * w + 3, f * h + 2), f"{row['camera_names'][i]} t={row['frame_times'][i]}s",
                   fill=(255, 255, 255))
-    top = _topdown_with_future(row["topdown"], np.asarray(row["future"]))
-    top = top.resize((grid.height, grid.height), Image.NEAREST)
+    if row.get("topdown") is not None:
+        top = _topdown_with_future(row["topdown"], np.asarray(row["future"]))
+        top = top.resize((grid.height, grid.height), Image.NEAREST)
+    else:  # a converted log has no top-down view
+        top = Image.new("RGB", (0, grid.height))
     text = (f"{row['sample_id']}  {row['scenario']}  command: {row['command']}  "
             f"speed {row['ego_speed']:.1f} m/s\n"
             f"decision: {row['decision_lon']} / {row['decision_lat']}\n"

@@ -7,8 +7,8 @@ from collections import Counter
 
 import numpy as np
 
+from vla.data.subsets import is_log, subset_name
 from vla.meta_action import MetaAction, derive_meta_action, is_consistent
-from vla.sim.recipes import subset_of
 from vla.trajectory.baselines import sample_prior
 
 
@@ -30,17 +30,21 @@ def prior_agreement(split) -> dict:
                                              "ego_yaw_rate", "scenario", "source")
                                  if c in split.column_names])
     counts: dict[str, list[int]] = {"all": [0, 0, 0]}  # group -> n, equal, compatible
+    simulated = False
     for row in cols:
+        simulated = simulated or not is_log(row)
         prior = prior_longitudinal(row)
         label = MetaAction(row["decision_lon"], "keep_lane")
         equal = prior == row["decision_lon"]
         compatible = is_consistent(label, MetaAction(prior, "keep_lane"))[0]
-        subset = subset_of(row["scenario"]) if row.get("source", "sim") == "sim" else "logs"
-        for group in ("all", subset):
+        for group in ("all", subset_name(row)):
             counts.setdefault(group, [0, 0, 0])
             counts[group][0] += 1
             counts[group][1] += equal
             counts[group][2] += compatible
+    if simulated:  # a simulator build reports both subsets, even an empty one
+        for group in ("events", "free"):
+            counts.setdefault(group, [0, 0, 0])
     return {group: {"samples": n, "prior_equal_lon": round(eq / max(n, 1), 4),
                     "prior_compatible_lon": round(co / max(n, 1), 4)}
             for group, (n, eq, co) in counts.items()}

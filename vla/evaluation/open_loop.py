@@ -55,9 +55,10 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from vla.metrics import decision_metrics, trajectory_metrics
+from vla.data.subsets import subset_name
+from vla.metrics import decision_metrics, real_steps, trajectory_metrics
 from vla.policy import PolicyOutput, map_over_samples
-from vla.sim.recipes import SUBSETS, subset_of
+from vla.sim.recipes import SUBSETS
 
 COMMANDS = ("follow_road", "go_straight", "turn_left", "turn_right")
 IMAGE_DIAGNOSTICS = ("images_blanked", "images_shuffled")
@@ -150,18 +151,14 @@ def shuffle_partners(image_counts: Sequence[int]) -> list[int | None]:
     return partners
 
 
-def split_by_subset(scenarios: Sequence[str], sources: Sequence[str] | None = None
-                    ) -> dict[str, list[int]]:
-    """The indices of the event samples and of the free-driving samples (:func:`subset_of`),
+def split_by_subset(samples: Sequence[dict]) -> dict[str, list[int]]:
+    """The indices of the event samples and of the free-driving samples (:func:`subset_name`),
     in order: ``{"events": [...], "free": [...]}``, plus ``"logs"`` for the samples of
-    converted driving logs (``sources`` other than ``sim``) where there are any."""
+    converted driving logs where there are any. A sample needs ``scenario`` (and
+    ``source``, for logs)."""
     out: dict[str, list[int]] = {name: [] for name in SUBSETS}
-    sources = sources or ["sim"] * len(scenarios)
-    for i, (scenario, source) in enumerate(zip(scenarios, sources, strict=True)):
-        if source != "sim":
-            out.setdefault("logs", []).append(i)
-        else:
-            out[subset_of(scenario)].append(i)
+    for i, sample in enumerate(samples):
+        out.setdefault(subset_name(sample), []).append(i)
     return out
 
 
@@ -233,9 +230,10 @@ def _sample_rows(policy, sample, hz: float, k: int, shortcut: bool, rng: np.rand
         samples_k = [o.decision for o in policy.decide([sample], k, temperature)
                      if o.decision is not None]
         if samples_k:
-            gt = np.asarray(sample["future"], float)
+            n = real_steps(sample)
+            gt = np.asarray(sample["future"], float)[:n]
             rows.model[f"min_ade_{k}"] = float(min(
-                np.linalg.norm(d.trajectory[:, :2] - gt[:, :2], axis=1).mean()
+                np.linalg.norm(d.trajectory[:n, :2] - gt[:, :2], axis=1).mean()
                 for d in samples_k))
             mean = np.mean([d.trajectory for d in samples_k], axis=0)
             rows.mean_k = {"parsed": len(samples_k) / k, **trajectory_metrics(mean, sample, hz)}
@@ -307,7 +305,7 @@ def evaluate_open_loop(policy, samples, hz: float, k: int = 6,
 
     samples = list(samples)
     sources = [s.get("source", "sim") for s in samples]
-    subsets = split_by_subset([s["scenario"] for s in samples], sources)  # unknown names fail
+    subsets = split_by_subset(samples)  # unknown scenario names fail here
     partners = (shuffle_partners([len(s["images"]) for s in samples]) if image_diagnostics
                 else [None] * len(samples))
     baselines = trajectory_baselines()

@@ -22,7 +22,10 @@ Samples of converted driving logs may lack parts of the target (:mod:`vla.conver
 a causal label (empty ``reasoning``) the reasoning span (its delimiters included) carries no
 loss, so the model learns the meta-action and trajectory from them without learning to write
 empty reasoning; where the logged future ends before the horizon (``future_valid``), the
-trajectory tokens that cover padded steps carry no loss.
+trajectory tokens that cover padded steps carry no loss: for a codec of fixed-length segments
+(the default k-means segment codec, one token per ``segment_s``) the tokens of the segments
+that reach past the log's end; for the other codecs, whose tokens do not map to stretches of
+time, every trajectory token of that sample.
 """
 
 from __future__ import annotations
@@ -129,13 +132,15 @@ class Collator:
 
     def _padded_tokens(self, sample: dict) -> int:
         """How many trailing trajectory tokens cover future steps past the end of the log
-        (``future_valid``; 0 for simulator samples and variable-length codecs)."""
+        (``future_valid``; 0 for simulator samples): the segments that reach past it for a
+        codec of time segments (``seg_len`` steps a token), all of them for the others."""
         valid = sample.get("future_valid")
-        if not valid or all(valid) or not self.codec.fixed_length:
+        if not valid or all(valid):
             return 0
-        steps_per_token = len(valid) / self.codec.num_tokens
-        real_tokens = int(sum(valid) // steps_per_token)
-        return self.codec.num_tokens - real_tokens
+        seg_len = getattr(self.codec, "seg_len", None)
+        if seg_len is None:
+            return self.codec.num_tokens
+        return self.codec.num_tokens - int(sum(valid)) // seg_len
 
     def _span_ids(self, ids, prompt_lens, labels):
         tok = self.processor.tokenizer

@@ -155,7 +155,7 @@ def run_stage(config: RunConfig, console=None) -> dict:
     args = training_arguments(config)  # before the model: ZeRO-3 partitions at load time
     processor = AutoProcessor.from_pretrained(config.model)
     codec = load_codec_of(config.model)
-    dataset, _meta = load_dataset_dir(config.data)
+    dataset, data_meta = load_dataset_dir(config.data)
     if config.eval_split not in dataset:
         raise ValueError(f"{config.data} has no split {config.eval_split!r}")
     model = build_model(config)
@@ -168,7 +168,7 @@ def run_stage(config: RunConfig, console=None) -> dict:
         else:
             dropped = trim_log(log_path, int(last.name.split("-")[1]))
             console.print(f"resuming from {last} ({dropped} log records after it dropped)")
-    train = mixed_train_split(dataset["train"], parse_mix(config.mix), config.seed)
+    train = mixed_train_split(dataset["train"], parse_mix(config.mix), config.seed, data_meta)
     trainer = SpanLossTrainer(model=model, args=args, train_dataset=train,
                               data_collator=Collator(processor, codec, config.blank_images,
                                                      kinematics_dropout=config.kinematics_dropout,

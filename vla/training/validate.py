@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vla.metrics import real_steps
 from vla.model.collator import blank_like
 from vla.trajectory.metrics import horizon_errors
 
@@ -29,9 +30,10 @@ VALIDATION_COLUMNS = ("parse_rate", "accuracy_lon", "accuracy_lat", "consistency
 TRAJECTORY_KEYS = ("l2_avg_3s", "l2_at_3s", "ade", "fde")
 
 
-def trajectory_errors(pred: np.ndarray, gt: np.ndarray, hz: float) -> dict[str, float]:
-    """ADE / FDE over the first 3 s and over the whole horizon (m)."""
-    err = horizon_errors(pred, gt, hz, (3.0,))
+def trajectory_errors(pred: np.ndarray, sample: dict, hz: float) -> dict[str, float]:
+    """ADE / FDE over the first 3 s and over the whole (logged) horizon (m)."""
+    n = real_steps(sample)
+    err = horizon_errors(np.asarray(pred)[:n], np.asarray(sample["future"])[:n], hz, (3.0,))
     return {key: err[key] for key in TRAJECTORY_KEYS}
 
 
@@ -65,7 +67,7 @@ def baseline_metrics(samples, hz: float = 10.0) -> dict[str, dict]:
 
     out = {}
     for name, baseline in trajectory_baselines(expert=False).items():
-        rows = [trajectory_errors(o.trajectory, np.asarray(s["future"]), hz)
+        rows = [trajectory_errors(o.trajectory, s, hz)
                 for s, o in zip(samples, baseline.decide(samples), strict=True)]
         out[name] = {key: round(float(np.mean([r[key] for r in rows])), 4) if rows else None
                      for key in TRAJECTORY_KEYS}
@@ -83,7 +85,7 @@ def decision_record(decision, sample: dict, hz: float) -> dict:
         row.update(correct_lon=bool(d["accuracy_lon"]), correct_lat=bool(d["accuracy_lat"]),
                    consistent_lon=bool(d["consistency_lon"]),
                    consistent_lat=bool(d["consistency_lat"]),
-                   **trajectory_errors(decision.trajectory, np.asarray(sample["future"]), hz))
+                   **trajectory_errors(decision.trajectory, sample, hz))
     return row
 
 
