@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decisions", ("vla.meta_action", "vla.reasoning", "vla.scoring", "vla.metrics",
                    "vla.policy")),
     ("simulation", ("vla.sim", "vla.render")),
-    ("data", ("vla.data",)),
+    ("data", ("vla.data", "vla.convert")),
     ("model", ("vla.model",)),
     ("references and records", ("vla.reference", "vla.traces")),
     ("serving", ("vla.serving", "vla.policy_factory", "vla.predict")),

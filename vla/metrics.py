@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla.data.subsets import is_log
 from vla.meta_action import derive_meta_action, is_consistent
 from vla.reasoning import coherence, grounding
 from vla.scoring import score_against_cache
@@ -55,6 +54,12 @@ def decision_metrics(decision, sample: dict, hz: float = 10.0) -> dict:
         "situation_admits": float(checks["situation_admits"]),
         "derived": f"{derived.longitudinal}, {derived.lateral}",
     }
+
+
+def is_log(sample: dict) -> bool:
+    """True for a sample of a converted driving log (``source`` other than ``sim``; simulator
+    builds from before the column have none)."""
+    return sample.get("source", "sim") != "sim"
 
 
 def real_steps(sample: dict) -> int:

@@ -7,8 +7,9 @@ from collections import Counter
 
 import numpy as np
 
-from vla.data.subsets import is_log, subset_name
+from vla.data.subsets import subset_name
 from vla.meta_action import MetaAction, derive_meta_action, is_consistent
+from vla.metrics import is_log
 from vla.trajectory.baselines import sample_prior
 
 

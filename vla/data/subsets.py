@@ -71,15 +71,10 @@ def subset_record(indices: Sequence[int], seed: int, split_rows: int) -> dict:
             "indices": [int(i) for i in indices]}
 
 
-def is_log(sample: dict) -> bool:
-    """True for a sample of a converted driving log (``source`` other than ``sim``; simulator
-    builds from before the column have none)."""
-    return sample.get("source", "sim") != "sim"
-
-
 def subset_name(sample: dict) -> str:
     """The evaluation subset of a sample: ``events`` or ``free`` for simulator samples
     (:func:`vla.sim.recipes.subset_of`), ``logs`` for converted driving logs."""
+    from vla.metrics import is_log
     from vla.sim.recipes import subset_of
 
     return "logs" if is_log(sample) else subset_of(sample["scenario"])

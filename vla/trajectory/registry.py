@@ -25,17 +25,20 @@ CODECS: dict[str, type[TrajectoryCodec]] = {
 #: tokenizers"): k-means segments of 0.5 s, 2048 entries, 12 fixed-length tokens over 6 s;
 #: the lowest mean ADE at <= 16 tokens on the built simulator data set and on synthetic data.
 #: It must be fitted on the training split and saved beside the model. Its entries are residuals
-#: over the meta-action prior: the ego's acceleration fading over 1 s into the typical
-#: acceleration of the longitudinal meta-action written before the trajectory, turning at the
-#: typical yaw rate of the lateral one. Without a meta-action it is the damped-acceleration
-#: prior, which on the demo data set is closer to the driven path than constant velocity on
-#: every split; given the labelled meta-action, all-zero tokens decode 16 % closer still
-#: (ADE@3s 1.76 m against 2.09 m on the demo's test split), so what the model decides reaches
-#: its plan even while its residual tokens are all entry 0 (docs/results, 2026-11-30).
+#: over a damped-acceleration prior (the ego's acceleration fading out over 1 s): on the demo
+#: data set that prior alone is closer to the driven path than constant velocity on the train,
+#: validation and test splits (README, "Training"). The decision-conditioned prior
+#: (``prior="meta_action"``: the typical motion of the meta-action written before the
+#: trajectory) ties the plan to the decision (consistency 0.76 against 0.59 in the demo's SFT
+#: model) and, given the labelled meta-action, decodes all-zero tokens 16 % closer to the
+#: driven path; but with the tiny model's decisions the plans were further off (ADE@3s 2.17 m
+#: against 1.96 m), and in closed loop on the benchmark set it drove no better (PDMS-like
+#: 0.332 against the damped prior's 0.369): not the default
+#: (docs/results/2026-11-30-meta-action-prior.md).
 DEFAULT_CODEC: tuple[str, dict[str, Any]] = (
     "kmeans_segment",
     {"segment_s": 0.5, "codebook_size": 2048, "zero_tolerance_m": 0.3,
-     "prior": "meta_action", "prior_tau_s": 1.0},
+     "prior": "damped_acceleration", "prior_tau_s": 1.0},
 )
 
 

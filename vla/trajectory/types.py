@@ -36,12 +36,10 @@ class EgoState:
                 raise ValueError(f"EgoState.{name} must be finite, got {value}")
         if self.speed < 0:
             raise ValueError(f"EgoState.speed must be >= 0 m/s, got {self.speed}")
-        from vla.meta_action import LATERAL, LONGITUDINAL
-
-        for name, classes in (("intent_lon", LONGITUDINAL), ("intent_lat", LATERAL)):
+        for name in ("intent_lon", "intent_lat"):  # the names: vla.meta_action's vocabulary
             value = getattr(self, name)
-            if value is not None and value not in classes:
-                raise ValueError(f"EgoState.{name} must be one of {classes} or None, "
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"EgoState.{name} must be a meta-action class name or None, "
                                  f"got {value!r}")
 
 

@@ -48,7 +48,6 @@ import dataclasses
 
 import numpy as np
 
-from vla.meta_action import LATERAL, LONGITUDINAL
 from vla.trajectory.codecs.base import (
     CodecConfig,
     TrajectoryCodec,
@@ -90,6 +89,20 @@ class KMeansSegmentConfig(CodecConfig):
                              f"{self.prior_tau_s}")
 
 
+def _table_arrays(name: str, table: dict[str, float]) -> dict[str, np.ndarray]:
+    """A ``{class: value}`` table as two arrays for ``np.savez`` (no pickled objects)."""
+    return {f"{name}_classes": np.array(sorted(table), dtype=np.str_),
+            f"{name}_values": np.array([table[k] for k in sorted(table)], dtype=np.float64)}
+
+
+def _table_of(name: str, state: dict[str, np.ndarray]) -> dict[str, float]:
+    """The table :func:`_table_arrays` saved ({} when the state has none)."""
+    if f"{name}_classes" not in state:
+        return {}
+    return {str(k): float(v) for k, v in zip(state[f"{name}_classes"], state[f"{name}_values"],
+                                             strict=True)}
+
+
 def _bend(local: np.ndarray, heading: np.ndarray) -> np.ndarray:
     """Segment-frame offsets ``(along, lateral)`` measured along a path whose heading turns by
     ``heading`` -> segment-frame points: the along-track distance becomes the chord of a
@@ -124,9 +137,10 @@ class KMeansSegmentCodec(TrajectoryCodec):
         self.residuals = np.zeros((0, self.seg_len, 3))
         self.dspeed = np.zeros(0)
         # the typical acceleration of each longitudinal meta-action and yaw rate of each
-        # lateral one (prior "meta_action")
-        self.intent_accel = np.zeros(len(LONGITUDINAL))
-        self.intent_yaw_rate = np.zeros(len(LATERAL))
+        # lateral one seen in the fit set, by name (prior "meta_action"; the codec does not
+        # know the meta-action vocabulary, only the names its trajectories were labelled with)
+        self.intent_accel: dict[str, float] = {}
+        self.intent_yaw_rate: dict[str, float] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -146,11 +160,8 @@ class KMeansSegmentCodec(TrajectoryCodec):
         ``meta_action`` (0 without an intent), else 0."""
         if self.config.prior != "meta_action":
             return 0.0, 0.0
-        accel = 0.0 if ego.intent_lon is None \
-            else float(self.intent_accel[LONGITUDINAL.index(ego.intent_lon)])
-        yaw_rate = 0.0 if ego.intent_lat is None \
-            else float(self.intent_yaw_rate[LATERAL.index(ego.intent_lat)])
-        return accel, yaw_rate
+        return (self.intent_accel.get(ego.intent_lon, 0.0),
+                self.intent_yaw_rate.get(ego.intent_lat, 0.0))
 
     def _start_state(self, ego: EgoState) -> np.ndarray:
         """The rollout state at t0 (see :meth:`_apply`)."""
@@ -158,11 +169,10 @@ class KMeansSegmentCodec(TrajectoryCodec):
         return np.array([0.0, 0.0, 0.0, ego.speed, self._initial_accel(ego), accel, yaw_rate])
 
     def _fit_intents(self, trajectories: np.ndarray, egos: list[EgoState]) -> None:
-        """Per meta-action class, over its training trajectories: the median mean
-        acceleration (longitudinal classes) or yaw rate (lateral classes) over the first 3 s
-        (0 for a class without any)."""
-        self.intent_accel = np.zeros(len(LONGITUDINAL))
-        self.intent_yaw_rate = np.zeros(len(LATERAL))
+        """Per meta-action class seen among the egos' intents, over its training
+        trajectories: the median mean acceleration (longitudinal classes) or yaw rate (lateral
+        classes) over the first 3 s (a class never seen: 0 when decoding)."""
+        self.intent_accel, self.intent_yaw_rate = {}, {}
         if self.config.prior != "meta_action":
             return
         n = min(int(round(_INTENT_WINDOW_S * self.spec.hz)), self.spec.num_points)
@@ -171,14 +181,12 @@ class KMeansSegmentCodec(TrajectoryCodec):
         v0 = np.array([e.speed for e in egos])
         mean_accel = (speeds[:, n - 1] - v0) / window
         mean_yaw_rate = np.unwrap(trajectories[:, :n, 2], axis=1)[:, -1] / window
-        for table, classes, values, intents in (
-                (self.intent_accel, LONGITUDINAL, mean_accel, [e.intent_lon for e in egos]),
-                (self.intent_yaw_rate, LATERAL, mean_yaw_rate, [e.intent_lat for e in egos])):
+        for table, values, intents in (
+                (self.intent_accel, mean_accel, [e.intent_lon for e in egos]),
+                (self.intent_yaw_rate, mean_yaw_rate, [e.intent_lat for e in egos])):
             intents = np.array([i or "" for i in intents])
-            for c, name in enumerate(classes):
-                members = intents == name
-                if members.any():
-                    table[c] = float(np.median(values[members]))
+            for name in sorted(set(intents) - {""}):
+                table[str(name)] = float(np.median(values[intents == name]))
 
     def _yaw_prior(self, yaw_rate: np.ndarray) -> np.ndarray:
         """Heading change of the prior at each sample of one segment (..., L): the lateral
@@ -333,13 +341,12 @@ class KMeansSegmentCodec(TrajectoryCodec):
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"residuals": self.residuals, "dspeed": self.dspeed,
-                "intent_accel": self.intent_accel, "intent_yaw_rate": self.intent_yaw_rate}
+                **_table_arrays("intent_accel", self.intent_accel),
+                **_table_arrays("intent_yaw_rate", self.intent_yaw_rate)}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.residuals = np.asarray(state["residuals"], dtype=np.float64)
         self.dspeed = np.asarray(state["dspeed"], dtype=np.float64)
-        # codecs saved before the meta-action prior have none (all zero: the damped prior)
-        self.intent_accel = np.asarray(state.get("intent_accel", np.zeros(len(LONGITUDINAL))),
-                                       dtype=np.float64)
-        self.intent_yaw_rate = np.asarray(state.get("intent_yaw_rate", np.zeros(len(LATERAL))),
-                                          dtype=np.float64)
+        # codecs saved before the meta-action prior have none: the damped prior
+        self.intent_accel = _table_of("intent_accel", state)
+        self.intent_yaw_rate = _table_of("intent_yaw_rate", state)
