@@ -53,6 +53,16 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_model_dir(tmp_path_factory):
+    """A tiny Qwen3-VL with random weights (seed 0), saved once per test run."""
+    from vla.model.build import init_model
+    from vla.model.presets import get_preset
+
+    return built_once(tmp_path_factory, "tiny_qwen3", "model",
+                      lambda path: init_model(get_preset("tiny", "qwen3_vl"), path))
+
+
+@pytest.fixture(scope="session")
 def small_data_dir(tmp_path_factory):
     """A small driving-scene data set (4 episodes, seed 1), built once per test run."""
     from vla.data.build import BuildConfig, build_dataset

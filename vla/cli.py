@@ -25,21 +25,45 @@ def _cmd_model_init(args: argparse.Namespace) -> int:
     from vla.model.build import init_model
     from vla.model.presets import get_preset
 
-    preset = get_preset(args.preset)
+    if args.shape is not None:
+        return _cmd_model_init_shape(args)
+    if args.layers is not None:
+        raise SystemExit("vla model init: --layers goes with --shape")
+    args.preset = args.preset or "tiny"
+    preset = get_preset(args.preset, args.arch)
     if args.codebook_size is not None:
         try:
             preset = dataclasses.replace(preset, codebook_size=args.codebook_size)
         except ValueError as err:
             raise SystemExit(f"--codebook-size: {err}") from None
     out = init_model(preset, args.out, seed=args.seed, data_dir=args.data)
-    print(f"saved the {args.preset} model ({preset.codebook_size} trajectory tokens) to {out}")
+    print(f"saved the {args.preset} {args.arch} model ({preset.codebook_size} trajectory "
+          f"tokens) to {out}")
+    return 0
+
+
+def _cmd_model_init_shape(args: argparse.Namespace) -> int:
+    """``vla model init --shape NAME [--layers N]``: an exact-shape model (its architecture
+    is the shape's; ``--arch`` does not apply)."""
+    from vla.model.shape_init import init_shape
+
+    try:
+        out = init_shape(args.shape, args.out, layers=args.layers, seed=args.seed,
+                         data_dir=args.data, dtype=args.dtype, codebook_size=args.codebook_size)
+    except ValueError as exc:
+        raise SystemExit(f"vla model init: {exc}") from None
+    print(f"saved the {args.shape} shape ({args.layers or 'all'} language layers, "
+          f"{args.dtype}) to {out}")
     return 0
 
 
 def _cmd_model_inject(args: argparse.Namespace) -> int:
     from vla.model.inject import inject
 
-    meta = inject(args.base, args.out, data_dir=args.data, seed=args.seed)
+    try:
+        meta = inject(args.base, args.out, data_dir=args.data, seed=args.seed, arch=args.arch)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"vla model inject: {exc}") from None
     print(f"added {meta['added_tokens']} tokens ({meta['vocab_before']} -> "
           f"{meta['vocab_after']}); saved to {args.out}")
     return 0
@@ -168,7 +192,20 @@ def _add_model_parser(sub) -> None:
     model = sub.add_parser("model", help="build and manage model checkpoints")
     model_sub = model.add_subparsers(dest="model_command", required=True)
     p = model_sub.add_parser("init", help="build a preset model with random weights")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small"])
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--preset", default=None, choices=["tiny", "small"],
+                       help="default: tiny")
+    which.add_argument("--shape", default=None,
+                       choices=["cosmos-reason1-7b", "cosmos-reason2-2b", "cosmos-reason2-8b"],
+                       help="a real checkpoint's exact shape (vla/model/shapes.py) with random "
+                            "weights, instead of a preset")
+    p.add_argument("--layers", type=int, default=None, metavar="N",
+                   help="with --shape: language layers to keep (the vision tower cut in "
+                        "proportion; default: all)")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                   help="with --shape: the saved weights' dtype (default: bfloat16)")
+    p.add_argument("--arch", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen3_vl"],
+                   help="the architecture: Qwen2.5-VL or Qwen3-VL (default: qwen2_5_vl)")
     p.add_argument("--out", required=True)
     p.add_argument("--data", default=None,
                    help="a built data set: fit the trajectory codec and tokenizer on its train "
@@ -179,8 +216,10 @@ def _add_model_parser(sub) -> None:
     p.set_defaults(func=_cmd_model_init)
 
     p = model_sub.add_parser("inject", help="add the delimiters and trajectory tokens to a "
-                                           "local Qwen2.5-VL checkpoint")
+                                           "local Qwen2.5-VL or Qwen3-VL checkpoint")
     p.add_argument("--base", required=True, help="local checkpoint folder")
+    p.add_argument("--arch", default=None, choices=["qwen2_5_vl", "qwen3_vl"],
+                   help="refuse a checkpoint of another architecture (default: either)")
     p.add_argument("--out", required=True)
     p.add_argument("--data", default=None, help="a built data set to fit the codec on")
     p.add_argument("--seed", type=int, default=0)

@@ -1,12 +1,14 @@
-"""Build a Qwen2.5-VL with random weights from a preset, and save it for transformers and vLLM.
+"""Build a Qwen2.5-VL or Qwen3-VL with random weights from a preset, and save it for
+transformers and vLLM.
 
 What is saved in the output directory is an ordinary Hugging Face checkpoint:
-``config.json`` + ``model.safetensors`` (``Qwen2_5_VLForConditionalGeneration``),
-the tokenizer (with its chat template) and a ``Qwen2_5_VLProcessor`` whose image and video
-processors keep an image at its size (rounded to whole 28-pixel tokens) within the preset's
-pixel budget. ``from_pretrained`` and vLLM's ``--model DIR`` both load it, vLLM reading the
-budget from the saved ``processor_config.json`` (its image and video processor parts);
-nothing is downloaded.
+``config.json`` + ``model.safetensors`` (``Qwen2_5_VLForConditionalGeneration`` or
+``Qwen3VLForConditionalGeneration``, after the preset's ``arch``: :mod:`vla.model.arch`),
+the tokenizer (with its chat template) and the architecture's processor, whose image and
+video processors keep an image at its size (rounded to whole tokens: 28 pixels for
+Qwen2.5-VL, 32 for Qwen3-VL) within the preset's pixel budget. ``from_pretrained`` and
+vLLM's ``--model DIR`` both load it, vLLM reading the budget from the saved
+``processor_config.json`` (its image and video processor parts); nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -14,88 +16,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vla.model.arch import architecture
 from vla.model.presets import ModelPreset
-from vla.model.special_tokens import IM_END, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START
 
 VLA_META_FILE = "vla_model.json"
 
 
 def build_config(preset: ModelPreset, tokenizer):
-    """A ``Qwen2_5_VLConfig`` for ``preset`` whose vocabulary matches ``tokenizer``."""
-    from transformers import Qwen2_5_VLConfig
-
-    vocab = len(tokenizer)  # every id decodes to a token: no phantom rows
-    ids = tokenizer.convert_tokens_to_ids
-    text_config = dict(
-        vocab_size=vocab,
-        hidden_size=preset.hidden_size,
-        intermediate_size=preset.intermediate_size,
-        num_hidden_layers=preset.num_layers,
-        num_attention_heads=preset.num_heads,
-        num_key_value_heads=preset.num_kv_heads,
-        max_position_embeddings=preset.max_position_embeddings,
-        max_window_layers=preset.num_layers,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0,
-                         "mrope_section": preset.mrope_section},
-        bos_token_id=None,
-        eos_token_id=ids(IM_END),
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    vision_config = dict(
-        depth=preset.vision_depth,
-        hidden_size=preset.vision_hidden_size,
-        intermediate_size=preset.vision_intermediate_size,
-        num_heads=preset.vision_heads,
-        out_hidden_size=preset.hidden_size,
-        patch_size=preset.patch_size,
-        spatial_merge_size=preset.spatial_merge_size,
-        temporal_patch_size=2,
-        window_size=preset.vision_window_px,
-        fullatt_block_indexes=[preset.vision_depth - 1],
-    )
-    return Qwen2_5_VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=ids(IMAGE_PAD),
-        video_token_id=ids(VIDEO_PAD),
-        vision_start_token_id=ids(VISION_START),
-        vision_end_token_id=ids(VISION_END),
-        tie_word_embeddings=False,
-    )
+    """The config of ``preset``'s architecture (``Qwen2_5_VLConfig`` or ``Qwen3VLConfig``)
+    whose vocabulary matches ``tokenizer``."""
+    return architecture(preset.arch).build_config(preset, tokenizer)
 
 
 def build_processor(preset: ModelPreset, tokenizer):
-    """A Qwen2.5-VL processor that keeps each image (and video frame) at its own size, rounded
-    to whole tokens, and scales only one outside ``[preset.min_image_pixels,
-    preset.max_image_pixels]`` into that range, keeping its aspect.
-
-    ``size`` holds the pixel bounds the way Qwen2-VL's processors take them (``shortest_edge``
-    is the least pixel count, ``longest_edge`` the most). The video processor gets the same
-    bounds and the reference per-frame cap (``cap_pixels_per_frame``: an even share of a
-    115,200-token budget per frame, which a few frames never reach), so a frame of a video is
-    resized exactly as the same picture sent as an image.
-    """
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    size = {"shortest_edge": preset.min_image_pixels, "longest_edge": preset.max_image_pixels}
-    common = dict(size=size, patch_size=preset.patch_size, merge_size=preset.spatial_merge_size,
-                  temporal_patch_size=2)
-    return Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**common),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(**common, cap_pixels_per_frame=True),
-        chat_template=tokenizer.chat_template,
-    )
+    """The processor of ``preset``'s architecture with ``tokenizer`` (and its chat template):
+    it keeps each image (and video frame) at its own size, rounded to whole tokens, and
+    scales only one outside ``[preset.min_image_pixels, preset.max_image_pixels]`` into that
+    range, keeping its aspect (:mod:`vla.model.arch`)."""
+    return architecture(preset.arch).build_processor(preset, tokenizer)
 
 
 def build_model(preset: ModelPreset, tokenizer, seed: int = 0):
-    """A randomly initialised ``Qwen2_5_VLForConditionalGeneration`` in float32."""
+    """A randomly initialised model of ``preset``'s architecture, in float32."""
     import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(build_config(preset, tokenizer))
+    model = architecture(preset.arch).model_class()(build_config(preset, tokenizer))
     return model.float().eval()
 
 
@@ -107,7 +53,8 @@ def save_model(model, processor, preset: ModelPreset, out_dir: str | Path) -> Pa
     model.generation_config.pad_token_id = model.config.text_config.pad_token_id
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    meta = {"preset": preset.name, "min_image_pixels": preset.min_image_pixels,
+    meta = {"preset": preset.name, "arch": preset.arch,
+            "min_image_pixels": preset.min_image_pixels,
             "max_image_pixels": preset.max_image_pixels,
             "max_tokens_per_image": preset.max_tokens_per_image,
             "parameters": sum(p.numel() for p in model.parameters())}

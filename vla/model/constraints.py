@@ -63,7 +63,10 @@ class GrammarIds:
             raise ValueError("the tokenizer lacks some trajectory tokens: re-run "
                              "`vla model init` or `vla model inject` with this codec")
         specials = [ids(t) for t in (*QWEN_SPECIAL_TOKENS, *OUTPUT_DELIMITERS) if t != COT_END]
-        forbidden = np.unique(np.concatenate([traj, np.array(specials)]))
+        # embedding rows past the tokenizer (an exact-shape model's published vocabulary)
+        # decode to nothing: the reasoning never writes them
+        phantom = np.arange(len(tokenizer), max(vocab_size or 0, len(tokenizer)))
+        forbidden = np.unique(np.concatenate([traj, np.array(specials), phantom]))
         meta = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in meta_action_strings()]
         return cls(ids(COT_START), ids(COT_END), ids(META_ACTION_START), ids(META_ACTION_END),
                    ids(TRAJ_FUTURE_START), ids(TRAJ_FUTURE_END), ids(IM_END), traj, forbidden,

@@ -1,10 +1,12 @@
 """Action-token injection for a real checkpoint: ``vla model inject --base DIR --out DIR2``.
 
-Loads a Qwen2.5-VL (Cosmos-Reason1-7B or any Qwen2.5-VL) from a local folder, fits the
-default trajectory codec (on a data set's train split, or on synthetic trajectories),
-adds the output delimiters and one token per codec id as *non-special* tokens (so that
-vLLM's detokeniser keeps them), grows the embedding and output matrices, and saves a
-new base with the codec beside it. Stage 1 of training then teaches the new rows.
+Loads a Qwen2.5-VL (Cosmos-Reason1-7B or any Qwen2.5-VL) or a Qwen3-VL (Cosmos-Reason2 or
+any Qwen3-VL) from a local folder (:mod:`vla.model.arch`; a checkpoint of another
+``model_type`` is refused, naming it), fits the default trajectory codec (on a data set's
+train split, or on synthetic trajectories), adds the output delimiters and one token per
+codec id as *non-special* tokens (so that vLLM's detokeniser keeps them), grows the
+embedding and output matrices, and saves a new base with the codec beside it. Stage 1 of
+training then teaches the new rows.
 
 Initialisation: new input and output rows are drawn from a normal distribution with
 the mean and covariance of the existing rows (transformers' ``mean_resizing``), so the
@@ -17,27 +19,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vla.model.arch import arch_of_dir, architecture, model_class
 from vla.model.build import CODEC_DIR, VLA_META_FILE, fit_default_codec
 from vla.model.special_tokens import OUTPUT_DELIMITERS
 from vla.model.trajectory_tokens import trajectory_tokens
 
 
 def inject(base: str | Path, out: str | Path, data_dir: str | Path | None = None,
-           seed: int = 0) -> dict:
+           seed: int = 0, arch: str | None = None) -> dict:
+    """Inject the output delimiters and trajectory tokens into the checkpoint ``base`` and
+    save the new base to ``out``; returns its metadata. ``arch`` (a name of
+    :data:`vla.model.arch.ARCHITECTURES`), when given, is the architecture ``base`` must
+    hold: a checkpoint of the other one is refused, naming its ``model_type``."""
     import torch
     from tokenizers import AddedToken
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoProcessor
 
     base, out = Path(base), Path(out)
-    if not (base / "config.json").is_file():
-        raise FileNotFoundError(f"{base} has no config.json: not a local checkpoint")
-    config = json.loads((base / "config.json").read_text())
-    if config.get("model_type") != "qwen2_5_vl":
-        raise ValueError(f"{base}: model_type {config.get('model_type')!r} is not supported "
-                         f"(expected 'qwen2_5_vl')")
+    found = arch_of_dir(base)  # refuses a model_type of no supported architecture
+    if arch is not None and found != architecture(arch).name:
+        raise ValueError(f"{base} holds a {found} checkpoint (model_type {found!r}), "
+                         f"not {arch}")
     processor = AutoProcessor.from_pretrained(base)
     tokenizer = processor.tokenizer
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    model = model_class(found).from_pretrained(base, dtype=torch.float32)
     old_vocab = model.get_input_embeddings().weight.shape[0]
     codec = fit_default_codec(data_dir, seed=seed)
     new_tokens = [t for t in (*OUTPUT_DELIMITERS, *trajectory_tokens(codec.vocab_size))
@@ -50,7 +55,7 @@ def inject(base: str | Path, out: str | Path, data_dir: str | Path | None = None
     model.save_pretrained(out)
     processor.save_pretrained(out)
     codec.save(out / CODEC_DIR)
-    meta = {"preset": None, "injected_from": str(base), "added_tokens": added,
+    meta = {"preset": None, "arch": found, "injected_from": str(base), "added_tokens": added,
             "vocab_before": old_vocab, "vocab_after": model.get_input_embeddings().weight.shape[0],
             "parameters": sum(p.numel() for p in model.parameters()), "codec": codec.name,
             "trajectory_tokens": codec.num_tokens, "codec_vocab": codec.vocab_size}

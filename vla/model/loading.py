@@ -30,16 +30,19 @@ def load_codec_of(model_dir: str | Path):
 
 def load_model_dir(path: str | Path, device: str = "cpu", dtype: str = "float32",
                    adapter: str | Path | None = None) -> LoadedModel:
-    """Load a vla model directory; with ``adapter``, a LoRA adapter merged into it."""
+    """Load a vla model directory (either architecture of :mod:`vla.model.arch`); with
+    ``adapter``, a LoRA adapter merged into it."""
     import torch
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoProcessor
+
+    from vla.model.arch import load_pretrained
 
     p = Path(path)
     if not is_saved_model(p):
         raise FileNotFoundError(f"{p} is not a vla model directory (expected config.json, "
                                 f"model.safetensors, tokenizer.json, {VLA_META_FILE} and "
                                 f"{CODEC_DIR}/); create one with `vla model init`")
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(p, dtype=getattr(torch, dtype))
+    model = load_pretrained(p, dtype=getattr(torch, dtype))
     if adapter is not None:
         from peft import PeftModel
 

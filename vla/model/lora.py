@@ -1,9 +1,10 @@
 """LoRA on the language model only (peft).
 
 Targets the attention projections of the language model by name. The vision tower's
-attention uses ``qkv`` / ``proj`` and is untouched; its MLP shares names with the
-language model's (``gate_proj`` ...), which is why MLP targets would need a regex that
-vLLM ignores anyway — we keep to the attention projections, which vLLM serves.
+attention uses ``qkv`` / ``proj`` (in Qwen2.5-VL and Qwen3-VL alike) and is untouched;
+Qwen2.5-VL's vision MLP shares names with the language model's (``gate_proj`` ...), which
+is why MLP targets would need a regex that vLLM ignores anyway — we keep to the attention
+projections, which vLLM serves.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ def random_adapter(model_dir, out, rank: int = 8, seed: int = 0, scale: float = 
     """A LoRA adapter with random non-zero weights (for serving and parity tests)."""
     import torch
     from peft import get_peft_model
-    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from vla.model.arch import load_pretrained
 
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+    model = load_pretrained(model_dir, dtype=torch.float32)
     peft_model = get_peft_model(model, lora_config(rank, init_random=True))
     with torch.no_grad():
         for name, param in peft_model.named_parameters():

@@ -1,8 +1,8 @@
 """A sample's cameras as the model sees them: one short video per camera, or still images.
 
-Qwen2.5-VL embeds pixels in patches of ``TEMPORAL_PATCH`` (2) frames; a still image is
-repeated in time to fill its patch, so two frames given as two images never meet in one
-patch. :func:`visual_inputs` therefore gives each camera's frames (oldest first) as one video
+Qwen2.5-VL and Qwen3-VL embed pixels in patches of ``TEMPORAL_PATCH`` (2) frames; a still
+image is repeated in time to fill its patch, so two frames given as two images never meet in
+one patch. :func:`visual_inputs` therefore gives each camera's frames (oldest first) as one video
 when their number is a multiple of ``TEMPORAL_PATCH``: with 2 frames the patch embedding sees
 t - 0.5 s and t together, and the camera costs half the tokens of two images. Every camera
 must have the same number of frames; with another number (a 1-frame rig) the frames stay
@@ -10,8 +10,10 @@ still images, in the sample's order, as they always were.
 
 A video's frame rate comes from its frame times (frames over the time they span), so that
 both engines space its temporal patches ``second_per_grid_ts = TEMPORAL_PATCH / fps`` apart
-in M-RoPE (1.0 s for frames 0.5 s apart). :func:`processor_inputs` calls a transformers
-processor with the frames as given: no frame sampling, the video's frame rate in its metadata.
+in M-RoPE (1.0 s for frames 0.5 s apart); Qwen3-VL instead writes each temporal patch's
+mean frame time into the prompt (``<0.2 seconds>`` for frames 0.5 s apart, the first at 0).
+:func:`processor_inputs` calls a transformers processor with the frames as given: no frame
+sampling, the video's frame rate in its metadata.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TEMPORAL_PATCH = 2  # frames per patch of Qwen2.5-VL's patch embedding (temporal_patch_size)
+TEMPORAL_PATCH = 2  # frames per patch of the patch embedding (temporal_patch_size)
 
 
 @dataclass(frozen=True)

@@ -174,11 +174,12 @@ class PolicyModel:
                  top_p: float = 1.0, reference: str | None = None):
         import torch
         from peft import PeftModel
-        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+        from transformers import AutoProcessor
 
+        from vla.model.arch import load_pretrained
         from vla.model.loading import grammar_for_dir
 
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+        model = load_pretrained(base, dtype=torch.float32)
         self.model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
         self.has_reference = reference is not None
         if self.has_reference:

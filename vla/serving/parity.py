@@ -2,12 +2,12 @@
 stack really works on this machine.
 
 Used by ``vla demo`` (the serving stage) and by the smoke tests: build inputs for a saved
-Qwen2.5-VL, run a transformers forward pass, and ask a running vLLM server the same question
-with the frames sent as data URIs. The frames are one camera's, 0.5 s apart, and go to both
-engines as videos of :data:`vla.model.visual_inputs.TEMPORAL_PATCH` frames, as the cameras of
-a sample do (``frames_per_video=1``: as still images). The two sides must see the same prompt
-tokens (same chat template, same image and video expansion) and give the same
-log-probability to the first token the server generated.
+Qwen2.5-VL or Qwen3-VL, run a transformers forward pass, and ask a running vLLM server the
+same question with the frames sent as data URIs. The frames are one camera's, 0.5 s apart,
+and go to both engines as videos of :data:`vla.model.visual_inputs.TEMPORAL_PATCH` frames,
+as the cameras of a sample do (``frames_per_video=1``: as still images). The two sides must
+see the same prompt tokens (same chat template, same image and video expansion) and give the
+same log-probability to the first token the server generated.
 """
 
 from __future__ import annotations
@@ -77,13 +77,13 @@ def hf_forward(model_dir: str | Path, images, text: str = SMOKE_PROMPT,
     """One transformers forward pass of the saved model on ``images`` (frames, as
     :func:`smoke_media` groups them) + ``text``."""
     import torch
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoProcessor
 
+    from vla.model.arch import load_pretrained
     from vla.model.visual_inputs import processor_inputs
 
     processor = AutoProcessor.from_pretrained(model_dir)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        model_dir, dtype=getattr(torch, dtype)).to(device)
+    model = load_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device)
     model.eval()
     media = smoke_media(images, frames_per_video)
     messages = [user_message(media, text, openai_format=False)]

@@ -112,10 +112,10 @@ def _restrict_to_new_rows(model, first_new: int) -> None:
 
 def build_model(config: RunConfig):
     import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
 
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        config.model, dtype=getattr(torch, config.dtype))
+    from vla.model.arch import load_pretrained
+
+    model = load_pretrained(config.model, dtype=getattr(torch, config.dtype))
     if config.stage == "inject":
         if config.train_scope == "new_rows":
             meta = json.loads((Path(config.model) / "vla_model.json").read_text())
