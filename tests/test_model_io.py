@@ -301,3 +301,41 @@ def test_inject_adds_tokens_to_a_plain_checkpoint(tmp_path):
     assert torch.isfinite(added).all() and added.abs().sum() > 0
     gen = generate_decision(loaded, _sample(0), max_reasoning_tokens=16)
     assert gen.error is None, gen.text
+
+
+def test_inject_reinitialises_the_padding_rows_its_tokens_take(tmp_path):
+    """A real checkpoint's embedding is larger than its tokenizer (Qwen2.5-VL: 152,064 rows
+    for 151,665 tokens): the first added tokens take padding rows, which must start at the
+    mean like the grown rows, and stage 1's new-rows scope must train them."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from vla.model.build import build_model, build_processor
+    from vla.model.inject import inject
+    from vla.model.presets import get_preset
+    from vla.model.tokenizer import project_corpus, train_tokenizer
+    from vla.training.run import _restrict_to_new_rows
+
+    preset = get_preset("tiny")
+    tok = train_tokenizer(project_corpus(), preset.vocab_size, with_delimiters=False)
+    base = tmp_path / "base"
+    model = build_model(preset, tok)
+    n_tok, padding = len(tok), 40
+    model.resize_token_embeddings(n_tok + padding, mean_resizing=False)
+    with torch.no_grad():  # padding rows far from the rest, as an untrained checkpoint's may be
+        for m in (model.get_input_embeddings(), model.get_output_embeddings()):
+            m.weight[n_tok:] = 7.0
+    model.save_pretrained(base)
+    build_processor(preset, tok).save_pretrained(base)
+    meta = inject(base, tmp_path / "injected")
+    assert meta["first_new_id"] == n_tok and meta["vocab_before"] == n_tok + padding
+    injected = Qwen2_5_VLForConditionalGeneration.from_pretrained(tmp_path / "injected")
+    for m in (injected.get_input_embeddings(), injected.get_output_embeddings()):
+        w = m.weight.detach()
+        taken = w[n_tok:n_tok + padding]
+        assert (taken - w[:n_tok].mean(0)).abs().max() < 0.05  # near the mean, not 7.0
+        assert torch.unique(taken, dim=0).shape[0] == padding  # and not identical
+    _restrict_to_new_rows(injected, meta["first_new_id"])
+    emb = injected.get_input_embeddings().weight
+    emb.sum().backward()
+    assert emb.grad[:n_tok].abs().sum() == 0 and (emb.grad[n_tok:] != 0).all()

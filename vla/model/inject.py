@@ -6,7 +6,10 @@ any Qwen3-VL) from a local folder (:mod:`vla.model.arch`; a checkpoint of anothe
 train split, or on synthetic trajectories), adds the output delimiters and one token per
 codec id as *non-special* tokens (so that vLLM's detokeniser keeps them), grows the
 embedding and output matrices, and saves a new base with the codec beside it. Stage 1 of
-training then teaches the new rows.
+training then teaches the new rows: from ``first_new_id`` (recorded in ``vla_model.json``)
+on, which is below the checkpoint's old embedding size when its embedding has padding rows
+past its tokenizer, as Qwen's have (the first added tokens take those rows, which are
+re-initialised like the grown ones).
 
 Initialisation: new input and output rows are drawn from a normal distribution with
 the mean and covariance of the existing rows (transformers' ``mean_resizing``), so the
@@ -23,6 +26,25 @@ from vla.model.arch import arch_of_dir, architecture, model_class
 from vla.model.build import CODEC_DIR, VLA_META_FILE, fit_default_codec
 from vla.model.special_tokens import OUTPUT_DELIMITERS
 from vla.model.trajectory_tokens import trajectory_tokens
+
+
+def _reinit_padding_rows(model, start: int, stop: int) -> None:
+    """Rows ``[start, stop)``: ids our added tokens took among the checkpoint's padding rows
+    (a real checkpoint's embedding is larger than its tokenizer: Qwen2.5-VL's 152,064 rows
+    for 151,665 tokens), which resizing leaves as they were. They get what resizing gives new
+    rows: the mean of the rows before ``start``, plus noise of a thousandth of their spread
+    per dimension so that no two start identical (transformers' ``mean_resizing`` samples
+    around the mean with a covariance shrunk 1e9-fold: the same idea)."""
+    import torch
+
+    if stop <= start:
+        return
+    for module in {id(m): m for m in (model.get_input_embeddings(),
+                                      model.get_output_embeddings()) if m is not None}.values():
+        weight = module.weight.data
+        old = weight[:start].float()
+        noise = torch.randn(stop - start, weight.shape[1]) * old.std(0) * 1e-3
+        weight[start:stop] = (old.mean(0) + noise).to(weight.dtype)
 
 
 def inject(base: str | Path, out: str | Path, data_dir: str | Path | None = None,
@@ -47,16 +69,19 @@ def inject(base: str | Path, out: str | Path, data_dir: str | Path | None = None
     codec = fit_default_codec(data_dir, seed=seed)
     new_tokens = [t for t in (*OUTPUT_DELIMITERS, *trajectory_tokens(codec.vocab_size))
                   if t not in tokenizer.get_vocab()]
+    first_new = len(tokenizer)  # added tokens take the ids from here on
     added = tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
                                   for t in new_tokens])
     torch.manual_seed(seed)
     model.resize_token_embeddings(max(len(tokenizer), old_vocab), mean_resizing=True)
+    _reinit_padding_rows(model, first_new, min(old_vocab, len(tokenizer)))
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     codec.save(out / CODEC_DIR)
     meta = {"preset": None, "arch": found, "injected_from": str(base), "added_tokens": added,
-            "vocab_before": old_vocab, "vocab_after": model.get_input_embeddings().weight.shape[0],
+            "vocab_before": old_vocab, "first_new_id": first_new,
+            "vocab_after": model.get_input_embeddings().weight.shape[0],
             "parameters": sum(p.numel() for p in model.parameters()), "codec": codec.name,
             "trajectory_tokens": codec.num_tokens, "codec_vocab": codec.vocab_size}
     (out / VLA_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

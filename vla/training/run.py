@@ -125,7 +125,9 @@ def build_model(config: RunConfig):
             if config.weight_decay:
                 raise ValueError("train_scope=new_rows needs weight_decay=0 (decay would "
                                  "move the frozen rows)")
-            _restrict_to_new_rows(model, meta["vocab_before"])
+            # the first injected id: below vocab_before where the tokenizer was shorter than
+            # the checkpoint's embedding (older injections recorded only vocab_before)
+            _restrict_to_new_rows(model, meta.get("first_new_id", meta["vocab_before"]))
         return model
     from peft import get_peft_model
 
