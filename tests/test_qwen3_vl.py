@@ -55,7 +55,9 @@ def test_qwen3_presets_count_32_pixel_tokens():
     assert tiny.image_size_seen(224, 112) == (224, 128) and tiny.tokens_per_image(224, 112) == 28
     assert tiny.max_tokens_per_image == 28
     assert tiny.mrope_section == [12, 10, 10]  # interleaved: Qwen3-VL's split of 64 dims
-    assert get_preset("tiny") == get_preset("tiny", "qwen2_5_vl")  # Qwen2.5-VL unchanged
+    q25 = get_preset("tiny")  # Qwen2.5-VL unchanged: 28-pixel tokens, consecutive M-RoPE
+    assert q25.arch == "qwen2_5_vl" and q25.tokens_per_image(224, 112) == 32
+    assert q25.mrope_section == [8, 12, 12] and q25.vision_window_px == 112
     assert get_preset("tiny").patch_size == 14 and get_preset("tiny").deepstack_layers == ()
     for name in ("tiny", "small"):  # same language and vision sizes as the Qwen2.5-VL preset
         q25, q3 = get_preset(name), get_preset(name, "qwen3_vl")

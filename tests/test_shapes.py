@@ -78,6 +78,11 @@ def test_cli_refuses_a_preset_and_a_shape_together(tmp_path, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--layers goes with --shape"):
         main(["model", "init", "--layers", "2", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--dtype goes with --shape"):
+        main(["model", "init", "--dtype", "float32", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--arch does not go with --shape"):
+        main(["model", "init", "--shape", SMALLEST, "--arch", "qwen3_vl", "--out",
+              str(tmp_path)])
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,15 @@ def _cmd_model_init(args: argparse.Namespace) -> int:
     from vla.model.presets import get_preset
 
     if args.shape is not None:
+        if args.arch is not None:
+            raise SystemExit("vla model init: --arch does not go with --shape (the shape "
+                             "fixes its architecture)")
         return _cmd_model_init_shape(args)
-    if args.layers is not None:
-        raise SystemExit("vla model init: --layers goes with --shape")
+    for flag, value in (("--layers", args.layers), ("--dtype", args.dtype)):
+        if value is not None:
+            raise SystemExit(f"vla model init: {flag} goes with --shape")
     args.preset = args.preset or "tiny"
+    args.arch = args.arch or "qwen2_5_vl"
     preset = get_preset(args.preset, args.arch)
     if args.codebook_size is not None:
         try:
@@ -49,11 +54,12 @@ def _cmd_model_init_shape(args: argparse.Namespace) -> int:
 
     try:
         out = init_shape(args.shape, args.out, layers=args.layers, seed=args.seed,
-                         data_dir=args.data, dtype=args.dtype, codebook_size=args.codebook_size)
+                         data_dir=args.data, dtype=args.dtype or "bfloat16",
+                         codebook_size=args.codebook_size)
     except ValueError as exc:
         raise SystemExit(f"vla model init: {exc}") from None
     print(f"saved the {args.shape} shape ({args.layers or 'all'} language layers, "
-          f"{args.dtype}) to {out}")
+          f"{args.dtype or 'bfloat16'}) to {out}")
     return 0
 
 
@@ -202,10 +208,11 @@ def _add_model_parser(sub) -> None:
     p.add_argument("--layers", type=int, default=None, metavar="N",
                    help="with --shape: language layers to keep (the vision tower cut in "
                         "proportion; default: all)")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
+    p.add_argument("--dtype", default=None, choices=["bfloat16", "float32"],
                    help="with --shape: the saved weights' dtype (default: bfloat16)")
-    p.add_argument("--arch", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen3_vl"],
-                   help="the architecture: Qwen2.5-VL or Qwen3-VL (default: qwen2_5_vl)")
+    p.add_argument("--arch", default=None, choices=["qwen2_5_vl", "qwen3_vl"],
+                   help="with --preset: the architecture, Qwen2.5-VL or Qwen3-VL (default: "
+                        "qwen2_5_vl); a --shape fixes its own")
     p.add_argument("--out", required=True)
     p.add_argument("--data", default=None,
                    help="a built data set: fit the trajectory codec and tokenizer on its train "
