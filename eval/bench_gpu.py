@@ -2,22 +2,29 @@
 
     python eval/bench_gpu.py [--shape cosmos-reason1-7b] [--data DIR] [--json-out OUT]
     python eval/bench_gpu.py --device cpu --layers 1 --batch 1 --steps 2   # a check on a CPU
+    python eval/bench_gpu.py --device cpu --layers 1 --narrow ...   # a quick check of the bench
 
 The model is an exact shape (vla/model/shapes.py) at full depth in bf16 (``--layers`` cuts
-it), built on the device with random weights: nothing is downloaded. It measures
+it; ``--narrow`` shrinks its widths and vocabulary for a check of the bench itself, see
+:func:`narrow_shape`), built on the device with random weights: nothing is downloaded. It
+measures
 
 * stage 2 of train/configs/cosmos_reason1_7b_stage2.yaml: LoRA (the recipe's rank, alpha and
   dropout) on the language model's attention, gradient checkpointing, AdamW, the recipe's
-  batch; stage 1 of ..._stage1.yaml: only the injected embedding and output-head rows train
-  (full-size gradients masked to them, as the trainer does). For each: samples/s, tokens/s
-  (non-padding tokens), peak memory, and the largest batch that fits on an 80 GB and a
-  141 GB card (doubling from the recipe's batch, then bisecting to within 1/8, catching
-  out-of-memory; the 80 GB case on a larger card through
-  ``torch.cuda.set_per_process_memory_fraction``);
+  batch and gradient accumulation; stage 1 of ..._stage1.yaml: only the injected embedding
+  and output-head rows train (full-size gradients masked to them, as the trainer does). The
+  loss is the trainer's (vla.training.span_trainer.span_loss: the output head only over the
+  labelled part, the recipe's span weights); the optimizer steps once per ``grad_accum``
+  micro-batches. For each stage: seconds per optimizer step and per sample, samples/s,
+  tokens/s (non-padding tokens), peak memory, and the largest micro-batch that fits on an
+  80 GB and a 141 GB card (:func:`largest_batch`: doubling from the recipe's batch, then
+  bisecting, catching out-of-memory; a card smaller than the device is emulated, see
+  :func:`search_cards`);
 * the latency of one decision under the output grammar (transformers ``generate``, greedy,
   batch 1): the prefill (vision tower and prompt), and per token the reasoning and the
-  trajectory tokens. Random weights never close the reasoning early: it runs to
-  ``--max-reasoning-tokens``, the grammar's bound.
+  trajectory tokens. Random weights may close the reasoning at any point, so the bench
+  holds ``<|cot_end|>`` back until ``--max-reasoning-tokens`` (the grammar's bound): every
+  decision writes the longest reasoning the grammar allows.
 
 Inputs: with ``--data`` (a data set from ``vla data build``) real batches through the
 collator (vla.model.collator.Collator: 4 cameras x 2 frames as videos, the prompt, the
@@ -40,8 +47,10 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -53,6 +62,7 @@ GIB = 1024 ** 3
 # an H100 80 GB (81,559 MiB) and an H200 141 GB (143,771 MiB)
 CARDS = {"80GB": 81_559 * 1024 ** 2, "141GB": 143_771 * 1024 ** 2}
 META_TOKENS = 8  # a meta-action spelled with the project tokenizer, about
+NARROW_VISION_HEADS = 2  # the vision tower's heads under --narrow
 
 
 @dataclass
@@ -60,15 +70,20 @@ class StageResult:
     """One training stage's measurement."""
 
     stage: str
-    batch: int
-    steps: int
+    batch: int  # samples per micro-batch
+    grad_accum: int  # micro-batches per optimizer step
+    steps: int  # timed optimizer steps
     trainable_parameters: int
-    seconds_per_step: float
+    seconds_per_step: float  # per optimizer step (grad_accum micro-batches)
+    seconds_per_sample: float
     samples_per_s: float
     tokens_per_s: float
     tokens_per_sample: float
     peak_memory_gib: float | None  # None: not measured (no CUDA)
-    max_batch: dict = field(default_factory=dict)  # card -> largest batch that fits, or a note
+    # device memory the process holds outside the caching allocator (the CUDA context and
+    # libraries), taken off each card's capacity in the search; None: not measured
+    context_gib: float | None = None
+    max_batch: dict = field(default_factory=dict)  # card -> largest micro-batch, or a note
 
 
 @dataclass
@@ -112,18 +127,51 @@ class Bench:
     codec: object
     processor: object | None
     samples: list | None  # data set rows (with --data), else synthetic inputs
+    span_weights: dict = field(default_factory=dict)  # the stage's loss weight per span id
 
     @property
     def device(self) -> str:
         return self.args.device
 
 
+def narrow_shape(shape, vocab_size: int):
+    """``shape`` (a :class:`vla.model.shapes.ExactShape`) at a small fraction of its width, for
+    a check of the bench itself, not a measurement of the checkpoint: the language model keeps
+    its head size and its ratio of query to key/value heads with one key/value head, the vision
+    tower its head size with :data:`NARROW_VISION_HEADS` heads, each MLP its ratio to its
+    width; the published vocabulary becomes ``vocab_size`` (our added rows still follow it).
+    Depth, block layout (full-attention blocks, DeepStack layers), patching, rotary sections
+    and tied or untied embeddings stay as published."""
+    text, vision = dict(shape.text), dict(shape.vision)
+    head_dim = int(text.get("head_dim", text["hidden_size"] // text["num_attention_heads"]))
+    heads = text["num_attention_heads"] // text["num_key_value_heads"]
+    hidden = heads * head_dim
+    vision_head = vision["hidden_size"] // vision["num_heads"]
+    vision_hidden = NARROW_VISION_HEADS * vision_head
+
+    def scaled(size: int, width: int, was: int) -> int:  # multiples of 16
+        return max(16, round(size * width / was / 16) * 16)
+
+    text.update(hidden_size=hidden, num_attention_heads=heads, num_key_value_heads=1,
+                intermediate_size=scaled(text["intermediate_size"], hidden,
+                                         text["hidden_size"]),
+                vocab_size=vocab_size)
+    vision.update(hidden_size=vision_hidden, num_heads=NARROW_VISION_HEADS,
+                  intermediate_size=scaled(vision["intermediate_size"], vision_hidden,
+                                           vision["hidden_size"]),
+                  out_hidden_size=hidden)
+    return replace(shape, name=f"{shape.name}-narrow", source=f"{shape.source}, narrowed",
+                   text=MappingProxyType(text), vision=MappingProxyType(vision),
+                   published_parameters=0)
+
+
 def setup(args) -> Bench:
     """Tokenizer, codec (fitted on ``--data``, else the default codec's settings unfitted:
-    the grammar needs only its sizes), the shape's config and model on the device."""
+    the grammar needs only its sizes), the shape's config (narrowed with ``--narrow``, its
+    vocabulary then the tokenizer's rounded up to 64) and model on the device."""
     from vla.model.build import fit_default_codec
     from vla.model.shape_init import TOKENIZER_VOCAB, shape_preset
-    from vla.model.shapes import build_shape
+    from vla.model.shapes import build_shape, get_shape
     from vla.model.tokenizer import project_corpus, train_tokenizer
     from vla.model.trajectory_tokens import trajectory_tokens
     from vla.trajectory.registry import default_codec
@@ -141,7 +189,10 @@ def setup(args) -> Bench:
         codec = default_codec()
     tokenizer = train_tokenizer(corpus, TOKENIZER_VOCAB,
                                 extra_tokens=trajectory_tokens(codec.vocab_size))
-    build = build_shape(args.shape, args.layers, dtype=args.dtype, tokenizer=tokenizer,
+    shape = get_shape(args.shape)
+    if args.narrow:
+        shape = narrow_shape(shape, -(-len(tokenizer) // 64) * 64)
+    build = build_shape(shape, args.layers, dtype=args.dtype, tokenizer=tokenizer,
                         codebook_size=codec.vocab_size)
     if args.data:
         from vla.model.build import build_processor
@@ -169,9 +220,11 @@ def vision_grid(bench: Bench) -> tuple[int, int]:
 def synthetic_batch(bench: Bench, batch: int, with_target: bool = True) -> dict:
     """Model inputs of the real shapes: per sample, ``--cameras`` 2-frame videos (one temporal
     patch each) framed by the vision delimiters, the prompt text, and (``with_target``) the
-    output: reasoning, meta-action, trajectory tokens, end of turn, with labels on it."""
+    output: reasoning, meta-action, trajectory tokens, end of turn, with labels and span ids
+    on it (as the collator's: :data:`vla.model.collator.SPANS`)."""
     import torch
 
+    from vla.model.collator import SPANS
     from vla.model.constraints import GrammarIds
     from vla.model.special_tokens import QWEN_SPECIAL_TOKENS, VIDEO_PAD, VISION_END, VISION_START
 
@@ -191,17 +244,20 @@ def synthetic_batch(bench: Bench, batch: int, with_target: bool = True) -> dict:
         cameras += [tok.convert_tokens_to_ids(VIDEO_PAD)] * per_camera
         cameras += [tok.convert_tokens_to_ids(VISION_END)]
     prompt = text(16) + cameras + text(max(args.prompt_tokens - 16, 0))
-    target = []
+    reasoning = meta = trajectory = []
     if with_target:
         traj = ids.traj_ids[torch.randint(len(ids.traj_ids), (bench.codec.num_tokens,),
                                           generator=gen).numpy()].tolist()
-        target = ([ids.cot_start] + text(args.reasoning_tokens) + [ids.cot_end, ids.meta_start]
-                  + text(META_TOKENS) + [ids.meta_end, ids.traj_start] + traj
-                  + [ids.traj_end, ids.end_of_turn])
-    row = torch.tensor(prompt + target)
+        reasoning = [ids.cot_start] + text(args.reasoning_tokens) + [ids.cot_end]
+        meta = [ids.meta_start] + text(META_TOKENS) + [ids.meta_end]
+        trajectory = [ids.traj_start] + traj + [ids.traj_end, ids.end_of_turn]
+    row = torch.tensor(prompt + reasoning + meta + trajectory)
     input_ids = row.repeat(batch, 1)
     labels = input_ids.clone()
     labels[:, :len(prompt)] = -100
+    spans = torch.tensor([0] * len(prompt) + [SPANS["reasoning"]] * len(reasoning)
+                         + [SPANS["meta_action"]] * len(meta)
+                         + [SPANS["trajectory"]] * len(trajectory)).repeat(batch, 1)
     video_pad = tok.convert_tokens_to_ids(VIDEO_PAD)
     videos = batch * args.cameras
     patch = config.vision_config.patch_size
@@ -216,23 +272,23 @@ def synthetic_batch(bench: Bench, batch: int, with_target: bool = True) -> dict:
     }
     if with_target:
         inputs["labels"] = labels
+        inputs["span_ids"] = spans
     if bench.build.shape.arch == "qwen2_5_vl":
         inputs["second_per_grid_ts"] = torch.full((videos,), 1.0)
     return inputs
 
 
 def collated_batch(bench: Bench, batch: int) -> dict:
-    """A real training batch of ``batch`` data set rows through the collator."""
+    """A real training batch of ``batch`` data set rows through the collator (with its
+    labels and span ids)."""
     from vla.model.collator import Collator
 
     rows = [bench.samples[i % len(bench.samples)] for i in range(batch)]
-    inputs = Collator(bench.processor, bench.codec)(rows)
-    inputs.pop("span_ids", None)
-    return dict(inputs)
+    return dict(Collator(bench.processor, bench.codec)(rows))
 
 
 def training_batch(bench: Bench, batch: int) -> dict:
-
+    """A micro-batch of ``batch`` samples on the device: the data set's or synthetic."""
     return on_device(bench, (collated_batch if bench.samples else synthetic_batch)(bench, batch))
 
 
@@ -274,112 +330,176 @@ def prepare_stage(bench: Bench, stage: str, recipe: dict):
     return model, optimizer, sum(p.numel() for p in params)
 
 
-def train_step(bench: Bench, model, optimizer, inputs: dict) -> None:
-    """Forward with the loss, backward, optimizer step (bf16 autocast as the trainer's)."""
+def micro_step(bench: Bench, model, inputs: dict, grad_accum: int) -> None:
+    """Forward with the trainer's loss (:func:`vla.training.span_trainer.span_loss`: the
+    output head over the labelled part only, the recipe's span weights) under bf16 autocast
+    as the trainer's, divided by ``grad_accum``, and backward: gradients accumulate."""
     import torch
 
+    from vla.training.span_trainer import span_loss
+
+    inputs = dict(inputs)
+    labels, spans = inputs.pop("labels"), inputs.pop("span_ids")
     device_type = "cuda" if bench.device.startswith("cuda") else "cpu"
     with torch.autocast(device_type, dtype=getattr(torch, bench.args.dtype),
                         enabled=bench.args.dtype != "float32"):
-        loss = model(**inputs).loss
-    loss.backward()
+        loss = span_loss(model, inputs, labels, spans, bench.span_weights).loss
+    (loss / grad_accum).backward()
+
+
+def train_step(bench: Bench, model, optimizer, inputs: dict, grad_accum: int) -> None:
+    """One optimizer step: ``grad_accum`` micro-batches (here the same ``inputs`` each time)
+    accumulated, then the step and the gradients cleared."""
+    for _ in range(grad_accum):
+        micro_step(bench, model, inputs, grad_accum)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
 
-def fits(bench: Bench, model, optimizer, batch: int) -> bool:
-    """Whether one training step at ``batch`` runs without running out of memory."""
+def empty_cache() -> None:
+    """Unreferenced tensors collected and the caching allocator's free blocks handed back."""
     import torch
 
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def fits(bench: Bench, model, optimizer, batch: int) -> bool:
+    """Whether a training step with micro-batches of ``batch`` runs without running out of
+    memory: one micro-batch and the optimizer step (more micro-batches add no memory). The
+    cache is emptied before and after, so that no block reserved earlier escapes a cap."""
+    import torch
+
+    empty_cache()
     try:
-        train_step(bench, model, optimizer, training_batch(bench, batch))
+        train_step(bench, model, optimizer, training_batch(bench, batch), grad_accum=1)
         synchronize(bench.device)
         return True
     except torch.OutOfMemoryError:
         return False
     finally:
         optimizer.zero_grad(set_to_none=True)
-        gc.collect()
-        torch.cuda.empty_cache()
+        empty_cache()
 
 
-def largest_batch(bench: Bench, model, optimizer, start: int, limit: int) -> int:
-    """The largest batch whose step fits: doubling from ``start`` while it fits (up to
-    ``limit``), then bisecting between the last fit and the first failure to within 1/8."""
-    lo, hi = 0, None
-    batch = start
-    while batch <= limit:
-        if not fits(bench, model, optimizer, batch):
+def largest_batch(fits: Callable[[int], bool], start: int, limit: int) -> int:
+    """The largest batch ``b`` in ``1..limit`` with ``fits(b)``, assuming that whatever fits a
+    batch fits the smaller ones, or 0 when not even 1 fits. Doubling from ``start`` (at most
+    ``limit``) while it fits, then bisecting between the last batch that fit (0 when ``start``
+    did not: then over ``[1, start)``) and the first that did not, until they are within 1/8
+    of the fitting one (exactly under 16)."""
+    if start < 1 or limit < 1:
+        raise ValueError(f"start and limit must be >= 1, got start={start}, limit={limit}")
+    lo, batch = 0, min(start, limit)
+    while True:
+        if not fits(batch):
             hi = batch
             break
-        lo, batch = batch, batch * 2
-    if hi is None:
-        return lo
+        lo = batch
+        if batch == limit:
+            return lo
+        batch = min(batch * 2, limit)
     while hi - lo > max(1, lo // 8):
         mid = (lo + hi) // 2
-        if fits(bench, model, optimizer, mid):
+        if fits(mid):
             lo = mid
         else:
             hi = mid
     return lo
 
 
-def search_cards(bench: Bench, model, optimizer, start: int, deadline: float) -> dict:
-    """Largest batch per card (:data:`CARDS`), the smaller card emulated by capping this
-    process's share of the device's memory."""
+def context_bytes(device: str) -> int:
+    """Device memory this process holds outside PyTorch's caching allocator (the CUDA context,
+    library handles): used memory less the allocator's reservations, after emptying the cache.
+    Assumes the device has no other user (another process's memory would count here)."""
+    import torch
+
+    empty_cache()
+    free, total = torch.cuda.mem_get_info(torch.device(device))
+    return total - free - torch.cuda.memory_reserved(torch.device(device))
+
+
+def search_cards(bench: Bench, model, optimizer, start: int, deadline: float
+                 ) -> tuple[dict, int | None]:
+    """Largest micro-batch per card (:data:`CARDS`) and the memory outside the allocator (None
+    when not measured). On a card of capacity C the allocator gets C less that memory, so the
+    search caps this process's allocator at it
+    (``torch.cuda.set_per_process_memory_fraction``: the cap limits reservations, hence the
+    cache is emptied before it is set and before every probe)."""
     import torch
 
     if not bench.device.startswith("cuda") or not bench.args.search:
-        return dict.fromkeys(CARDS, "not measured")
-    total = torch.cuda.get_device_properties(torch.device(bench.device)).total_memory
+        return dict.fromkeys(CARDS, "not measured"), None
+    context = context_bytes(bench.device)
+    total = torch.cuda.mem_get_info(torch.device(bench.device))[1]
     out = {}
     for card, capacity in CARDS.items():
         if time.perf_counter() > deadline:
             out[card] = "skipped (time limit)"
             continue
-        if capacity > total * 1.01:
+        # a card of this size: the device's own report may be a few percent below the
+        # listed capacity (an H200 reports about 139-140 GiB), which the cap then clips to
+        if capacity > total * 1.03:
             out[card] = f"not measured (this device has {total / GIB:.1f} GiB)"
             continue
-        torch.cuda.set_per_process_memory_fraction(min(1.0, capacity / total))
+        empty_cache()
+        torch.cuda.set_per_process_memory_fraction(max(0.0, min(1.0, (capacity - context)
+                                                                / total)))
         try:
-            out[card] = largest_batch(bench, model, optimizer, start, bench.args.max_batch_limit)
+            out[card] = largest_batch(lambda b: fits(bench, model, optimizer, b), start,
+                                      bench.args.max_batch_limit)
         finally:
             torch.cuda.set_per_process_memory_fraction(1.0)
-    return out
+    return out, context
 
 
 def measure_stage(bench: Bench, stage: str, deadline: float) -> tuple[StageResult, object]:
-    """Time ``--steps`` training steps of ``stage`` after ``--warmup`` steps, then search the
-    largest batches. Returns the result and the model (LoRA still attached for stage 2)."""
+    """Time ``--steps`` optimizer steps of ``stage`` (each of the recipe's ``grad_accum``
+    micro-batches) after ``--warmup`` steps, then search the largest micro-batches. Returns
+    the result and the model (LoRA still attached for stage 2)."""
     import torch
 
     recipe = read_recipe(RECIPES[stage])
     batch = bench.args.batch or int(recipe["batch_size"])
+    grad_accum = bench.args.grad_accum or int(recipe.get("grad_accum", 1))
+    bench.span_weights = span_weights(recipe)
     model, optimizer, trainable = prepare_stage(bench, stage, recipe)
     inputs = training_batch(bench, batch)
-    tokens = int(inputs["attention_mask"].sum())
+    tokens = int(inputs["attention_mask"].sum()) * grad_accum  # per optimizer step
+    samples = batch * grad_accum
     for _ in range(bench.args.warmup):  # kernels, the optimizer's states
-        train_step(bench, model, optimizer, inputs)
+        train_step(bench, model, optimizer, inputs, grad_accum)
     synchronize(bench.device)
     cuda = bench.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(bench.args.steps):
-        train_step(bench, model, optimizer, inputs)
+        train_step(bench, model, optimizer, inputs, grad_accum)
     synchronize(bench.device)
     seconds = (time.perf_counter() - start) / bench.args.steps
     peak = torch.cuda.max_memory_allocated() / GIB if cuda else None
     del inputs
-    result = StageResult(stage, batch, bench.args.steps, trainable, round(seconds, 4),
-                         round(batch / seconds, 3), round(tokens / seconds, 1),
-                         tokens / batch, None if peak is None else round(peak, 2))
-    result.max_batch = search_cards(bench, model, optimizer, batch, deadline)
+    result = StageResult(stage, batch, grad_accum, bench.args.steps, trainable,
+                         round(seconds, 4), round(seconds / samples, 5),
+                         round(samples / seconds, 3), round(tokens / seconds, 1),
+                         tokens / samples, None if peak is None else round(peak, 2))
+    result.max_batch, context = search_cards(bench, model, optimizer, batch, deadline)
+    result.context_gib = None if context is None else round(context / GIB, 2)
     del optimizer
-    gc.collect()
     if cuda:
-        torch.cuda.empty_cache()
+        empty_cache()
     return result, model
+
+
+def span_weights(recipe: dict) -> dict[int, float]:
+    """The recipe's loss weight per span id (the trainer's defaults where it sets none)."""
+    from vla.model.collator import SPANS
+    from vla.training.config import RunConfig
+
+    return {SPANS[span]: float(recipe.get(key, getattr(RunConfig, key)))
+            for span, key in (("trajectory", "trajectory_loss_weight"),
+                              ("meta_action", "meta_action_loss_weight"))}
 
 
 def release_stage(bench: Bench, model, stage: str) -> None:
@@ -398,7 +518,9 @@ def release_stage(bench: Bench, model, stage: str) -> None:
 def decision_latency(bench: Bench) -> DecisionLatency:
     """Greedy decisions under the grammar, timed at every step of ``generate``: the first
     logits call ends the prefill; each later one ends the step that wrote a token of the
-    phase the grammar was in."""
+    phase the grammar was in. ``<|cot_end|>`` is held back until the grammar's reasoning
+    bound, so that every decision writes the longest reasoning (random weights would close
+    it at a random point)."""
     import torch
     from transformers import LogitsProcessorList
 
@@ -419,7 +541,10 @@ def decision_latency(bench: Bench) -> DecisionLatency:
         def __call__(self, input_ids, scores):
             synchronize(bench.device)
             scores = super().__call__(input_ids, scores)
-            self.marks.append((self._states[0][1][0], time.perf_counter()))
+            phase, count, _ = self._states[0][1]
+            if phase == REASONING and count < grammar.max_reasoning:
+                scores[:, grammar.ids.cot_end] = -float("inf")
+            self.marks.append((phase, time.perf_counter()))
             return scores
 
     model = bench.model.eval()
@@ -480,8 +605,10 @@ def table_rows(stages: list[StageResult], latency: DecisionLatency) -> list[tupl
     for s in stages:
         peak = "not measured" if s.peak_memory_gib is None else f"{s.peak_memory_gib:.2f} GiB"
         rows += [
-            (f"{s.stage} batch", str(s.batch)),
+            (f"{s.stage} batch", f"{s.batch} x {s.grad_accum} accumulated"),
             (f"{s.stage} trainable parameters", f"{s.trainable_parameters:,}"),
+            (f"{s.stage} seconds per optimizer step", f"{s.seconds_per_step:.3f}"),
+            (f"{s.stage} seconds per sample", f"{s.seconds_per_sample:.4f}"),
             (f"{s.stage} samples/s", f"{s.samples_per_s:.3f}"),
             (f"{s.stage} tokens/s", f"{s.tokens_per_s:,.0f}"),
             (f"{s.stage} peak memory", peak),
@@ -515,11 +642,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--shape", default="cosmos-reason1-7b", choices=sorted(SHAPES))
     parser.add_argument("--layers", type=int, default=None,
                         help="language layers (default: the full depth)")
+    parser.add_argument("--narrow", action="store_true",
+                        help="a few heads wide and our tokenizer's vocabulary: a quick check "
+                             "of the bench, not a measurement of the shape")
     parser.add_argument("--device", default=None, help="default: cuda where there is one")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     parser.add_argument("--batch", type=int, default=None,
-                        help="training batch of both stages (default: each recipe's)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per stage")
+                        help="training micro-batch of both stages (default: each recipe's)")
+    parser.add_argument("--grad-accum", type=int, default=None,
+                        help="micro-batches per optimizer step (default: each recipe's)")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="timed optimizer steps per stage")
     parser.add_argument("--data", default=None, help="a data set: real batches via the collator")
     parser.add_argument("--image-size", type=size, default=(224, 112), metavar="WxH",
                         help="synthetic camera images (default: the default rig's 224x112)")
@@ -545,11 +678,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    for name in ("steps", "decisions", "cameras", "max_reasoning_tokens"):
+    for name in ("steps", "decisions", "cameras", "max_reasoning_tokens", "max_batch_limit"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.batch is not None and args.batch < 1:
-        parser.error("--batch must be >= 1")
+    for name in ("batch", "grad_accum"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
     return args
@@ -571,7 +705,8 @@ def main(argv=None) -> int:
     latency = decision_latency(bench)
     build = bench.build
     report = {
-        "shape": build.shape.name, "source": build.shape.source, "layers": build.layers,
+        "shape": build.shape.name, "source": build.shape.source, "narrow": args.narrow,
+        "layers": build.layers,
         "vision_depth": build.vision_depth, "vocab_size": build.vocab_size, "dtype": args.dtype,
         "device": device_name(args.device),
         "parameters": sum(p.numel() for p in bench.model.parameters()),

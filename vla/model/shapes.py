@@ -244,16 +244,18 @@ class ShapeBuild:
         return model.eval()
 
 
-def build_shape(name: str, layers: int | None = None, dtype: str = "bfloat16",
+def build_shape(name: str | ExactShape, layers: int | None = None, dtype: str = "bfloat16",
                 tokenizer=None, codebook_size: int = DEFAULT_CODEBOOK) -> ShapeBuild:
-    """The random-weight model config of shape ``name`` cut to ``layers`` language-model layers
+    """The random-weight model config of shape ``name`` (one of :data:`SHAPES`, or an
+    :class:`ExactShape` itself) cut to ``layers`` language-model layers
     (default: the published depth), its vocabulary the published one plus our
     :func:`added_token_count` rows, its token ids ``tokenizer``'s when one is given.
 
     Raises ``ValueError`` for an unknown shape, a depth outside ``1..published``, an unknown
     dtype, or a tokenizer with more entries than the embedding has rows.
     """
-    shape = get_shape(name)
+    shape = name if isinstance(name, ExactShape) else get_shape(name)
+    name = shape.name
     layers = shape.num_layers if layers is None else layers
     if not 1 <= layers <= shape.num_layers:
         raise ValueError(f"shape {name}: layers must be in 1..{shape.num_layers}, got {layers}")

@@ -10,13 +10,15 @@ logits, the unweighted mean
 loss on the reasoning, the meta-action and the trajectory tokens, and the accuracy of the
 arg-max on the trajectory tokens. These are averaged over the steps between two logging
 events and added to the Trainer's own log record (loss, learning rate, grad norm), which
-:class:`JsonlLogger` appends to ``train_log.jsonl``.
+:class:`JsonlLogger` appends to ``train_log.jsonl``. The loss itself is :func:`span_loss`, a
+plain function (``eval/bench_gpu.py`` measures the training step with it).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import Trainer, TrainerCallback
@@ -25,6 +27,42 @@ from vla.model.collator import IGNORE, SPANS
 from vla.traces import read_traces
 
 LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class SpanLoss:
+    """One batch's loss and the tensors the span metrics are read from."""
+
+    loss: object  # scalar tensor: the (weighted) mean cross-entropy over labelled tokens
+    outputs: object  # the model's output; its logits cover the labelled part only
+    logits: object  # float32 logits predicting ``target``, (batch, positions, vocabulary)
+    target: object  # the labels from the batch's first labelled position on
+    span: object  # the span ids of ``target``
+    per_token: object  # unweighted cross-entropy per position of ``target`` (0 where ignored)
+
+
+def span_loss(model, inputs: dict, labels, spans, span_weights: dict | None = None) -> SpanLoss:
+    """The next-token cross-entropy of ``model`` on ``inputs`` (without labels) against
+    ``labels``, as a mean over the labelled tokens in which a token of span id ``s`` counts
+    ``span_weights[s]`` times (1 for spans not named). The output head runs only where a
+    label follows: from the first labelled position of the batch on (``logits_to_keep``;
+    the prompt is most of the sequence and its logits would be thrown away)."""
+    import torch
+    import torch.nn.functional as F
+
+    labelled = (labels != IGNORE).any(0).nonzero()
+    first = max(1, int(labelled[0])) if len(labelled) else labels.shape[1] - 1
+    outputs = model(**inputs, logits_to_keep=labels.shape[1] - first + 1)
+    logits = outputs.logits[:, :-1].float()
+    target, span = labels[:, first:], spans[:, first:]
+    per_token = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE,
+                                reduction="none")
+    weight = (target != IGNORE).float()
+    for span_id, factor in (span_weights or {}).items():
+        if factor != 1.0:
+            weight = torch.where(span == span_id, weight * factor, weight)
+    loss = (per_token * weight).sum() / weight.sum().clamp(min=1)
+    return SpanLoss(loss, outputs, logits, target, span, per_token)
 
 
 class SpanLossTrainer(Trainer):
@@ -45,24 +83,12 @@ class SpanLossTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         import torch
-        import torch.nn.functional as F
 
         spans = inputs.pop("span_ids")
         labels = inputs.pop("labels")
-        # the output head only where a label follows: from the first labelled position of
-        # the batch on (the prompt is most of the sequence; its logits would be thrown away)
-        labelled = (labels != IGNORE).any(0).nonzero()
-        first = max(1, int(labelled[0])) if len(labelled) else labels.shape[1] - 1
-        outputs = model(**inputs, logits_to_keep=labels.shape[1] - first + 1)
-        logits = outputs.logits[:, :-1].float()
-        target, span = labels[:, first:], spans[:, first:]
-        per_token = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE,
-                                    reduction="none")
-        weight = (target != IGNORE).float()
-        for span_id, factor in self.span_weights.items():
-            if factor != 1.0:
-                weight = torch.where(span == span_id, weight * factor, weight)
-        loss = (per_token * weight).sum() / weight.sum().clamp(min=1)
+        result = span_loss(model, inputs, labels, spans, self.span_weights)
+        loss, outputs, logits = result.loss, result.outputs, result.logits
+        target, span, per_token = result.target, result.span, result.per_token
         if model.training:
             with torch.no_grad():
                 for name, sid in SPANS.items():
