@@ -66,7 +66,7 @@ def real_steps(sample: dict) -> int:
     """How many steps of the sample's future are logged (``future_valid``; a converted log
     may end before the horizon): every step of a simulator sample."""
     valid = sample.get("future_valid")
-    return len(sample["future"]) if not valid else int(sum(valid))
+    return len(sample["future"]) if valid is None else int(sum(valid))
 
 
 def trajectory_metrics(pred: np.ndarray, sample: dict, hz: float = 10.0) -> dict:

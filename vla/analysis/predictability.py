@@ -28,7 +28,7 @@ what the ego's own motion reveals; the tree settings are scikit-learn's defaults
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,9 @@ def interpolate_knots(knots: np.ndarray, hz: float, n: int) -> np.ndarray:
 
 
 def _decode(codec, tokens: np.ndarray, egos, n: int) -> np.ndarray:
-    return np.stack([codec.decode([int(i) for i in t], e)[:n]
+    """Decode predicted tokens without the labelled intents (a predictor has no decision)."""
+    return np.stack([codec.decode([int(i) for i in t],
+                                  replace(e, intent_lon=None, intent_lat=None))[:n]
                      for t, e in zip(tokens, egos, strict=True)])
 
 

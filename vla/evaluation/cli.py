@@ -190,7 +190,8 @@ def _print_sources(console, result: dict) -> None:
     sources = result.get("per_source", {})
     if set(sources) <= {"sim"}:
         return
-    table = Table(title="model per source (off-road and grounding: not available on logs)")
+    table = Table(title="model per source (on logs: off-road and grounding not available, "
+                        "collision neither without agent boxes)")
     columns = ("ade", "l2_avg_3s", "l2_avg_3s_2hz", "collision", "off_road", "accuracy_lon",
                "consistency")
     table.add_column("source")

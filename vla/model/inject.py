@@ -39,9 +39,11 @@ def _reinit_padding_rows(model, start: int, stop: int) -> None:
 
     if stop <= start:
         return
-    for module in {id(m): m for m in (model.get_input_embeddings(),
-                                      model.get_output_embeddings()) if m is not None}.values():
-        weight = module.weight.data
+    weights = {m.weight.data_ptr(): m.weight for m in (model.get_input_embeddings(),
+                                                       model.get_output_embeddings())
+               if m is not None}  # tied embeddings: one tensor
+    for param in weights.values():
+        weight = param.data
         old = weight[:start].float()
         noise = torch.randn(stop - start, weight.shape[1]) * old.std(0) * 1e-3
         weight[start:stop] = (old.mean(0) + noise).to(weight.dtype)
@@ -69,9 +71,9 @@ def inject(base: str | Path, out: str | Path, data_dir: str | Path | None = None
     codec = fit_default_codec(data_dir, seed=seed)
     new_tokens = [t for t in (*OUTPUT_DELIMITERS, *trajectory_tokens(codec.vocab_size))
                   if t not in tokenizer.get_vocab()]
-    first_new = len(tokenizer)  # added tokens take the ids from here on
     added = tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
                                   for t in new_tokens])
+    first_new = min(tokenizer.convert_tokens_to_ids(new_tokens), default=len(tokenizer))
     torch.manual_seed(seed)
     model.resize_token_embeddings(max(len(tokenizer), old_vocab), mean_resizing=True)
     _reinit_padding_rows(model, first_new, min(old_vocab, len(tokenizer)))

@@ -107,11 +107,13 @@ def trajectory_reward(decision: Decision, sample: dict, weights: RewardWeights,
     ade_term = 1.0 / (1.0 + m["l2_avg_3s"] / weights.ade_scale_m)
     comfortable = is_comfortable(pred, ego_state_of(sample), hz)
     progress = min(m.get("progress", 0.0), 1.0)
-    collision, off_road = bool(m["collision"]), bool(m["off_road"])
+    # None on a converted log without agent boxes or a map: not available, no penalty
+    collision, off_road = (None if m[k] is None else bool(m[k])
+                           for k in ("collision", "off_road"))
     value = (ade_term + weights.comfort_bonus * comfortable
              + weights.progress_weight * progress
-             - weights.collision_penalty * collision
-             - weights.off_road_penalty * off_road)
+             - weights.collision_penalty * bool(collision)
+             - weights.off_road_penalty * bool(off_road))
     return Reward(value, {"ade_3s_m": round(m["l2_avg_3s"], 3),
                           "ade_term": round(ade_term, 4), "comfortable": comfortable,
                           "collision": collision, "off_road": off_road,

@@ -4,7 +4,7 @@ One dataclass for both supervised stages. ``stage`` says which:
 
 - ``inject``: stage 1, full fine-tuning (``train_scope: all``; the tiny preset's
   pretraining on the scenes) or only the injected token rows of a real checkpoint
-  (``train_scope: new_rows``: input and output rows from ``vocab_before`` on, the rest
+  (``train_scope: new_rows``: input and output rows from ``first_new_id`` on, the rest
   frozen), saved as a new base with ``save_pretrained``;
 - ``sft``: stage 2, a LoRA adapter (peft) on the language model's attention of the
   stage-1 base, trained on reasoning + meta-action + trajectory, saved as an adapter.

@@ -126,8 +126,15 @@ def build_model(config: RunConfig):
                 raise ValueError("train_scope=new_rows needs weight_decay=0 (decay would "
                                  "move the frozen rows)")
             # the first injected id: below vocab_before where the tokenizer was shorter than
-            # the checkpoint's embedding (older injections recorded only vocab_before)
-            _restrict_to_new_rows(model, meta.get("first_new_id", meta["vocab_before"]))
+            # the checkpoint's embedding; older injections recorded only vocab_before and the
+            # number of added tokens, which the saved tokenizer ends with
+            first_new = meta.get("first_new_id")
+            if first_new is None:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(config.model)
+                first_new = min(meta["vocab_before"], len(tokenizer) - meta["added_tokens"])
+            _restrict_to_new_rows(model, first_new)
         return model
     from peft import get_peft_model
 

@@ -107,7 +107,8 @@ def _bend(local: np.ndarray, heading: np.ndarray) -> np.ndarray:
     """Segment-frame offsets ``(along, lateral)`` measured along a path whose heading turns by
     ``heading`` -> segment-frame points: the along-track distance becomes the chord of a
     constant-curvature arc (length ``along * sinc(heading / 2)``, direction ``heading / 2``).
-    Exact for a constant yaw rate; an approximation when it changes within the segment."""
+    Exact for a constant curvature (a constant yaw rate at a constant speed); an approximation
+    when the speed changes within the segment."""
     half = heading / 2.0
     x = local[..., 0] * np.sinc(half / np.pi)
     c, s = np.cos(half), np.sin(half)
@@ -192,7 +193,8 @@ class KMeansSegmentCodec(TrajectoryCodec):
         """Heading change of the prior at each sample of one segment (..., L): the lateral
         intent's typical yaw rate, held (the ego's measured yaw rate is not continued: on the
         demo data that made the prior worse, 2.21 m ADE@3s against 1.76 m, as a lane change's
-        yaw reverses within seconds)."""
+        yaw reverses within seconds). Simplification: the yaw rate does not depend on speed,
+        so a stopped ego with a turn intent turns on the spot at all-zero tokens."""
         return np.asarray(yaw_rate, dtype=np.float64)[..., None] * self.seg_times
 
     def _prior(self, v0: np.ndarray, a0: np.ndarray, a_inf: np.ndarray | float = 0.0
@@ -350,3 +352,8 @@ class KMeansSegmentCodec(TrajectoryCodec):
         # codecs saved before the meta-action prior have none: the damped prior
         self.intent_accel = _table_of("intent_accel", state)
         self.intent_yaw_rate = _table_of("intent_yaw_rate", state)
+        for name in ("intent_accel", "intent_yaw_rate"):
+            if name in state:  # an early layout: one value per class, without the names
+                raise ValueError(f"{self.name}: this codec was saved with an earlier layout of "
+                                 f"its meta-action prior ({name} without class names); fit "
+                                 "it again")
