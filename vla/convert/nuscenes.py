@@ -77,6 +77,7 @@ from vla.convert.common import (
 )
 from vla.convert.writer import FRAME_GAP_S, HISTORY_S, HORIZON_S, write_converted
 from vla.sim.observation import IMAGE_SIDE_MULTIPLE, MAX_IMAGE_SIDE
+from vla.trajectory.types import wrap_angle
 
 SOURCE = "nuscenes"
 DEFAULT_CAMERAS = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK")
@@ -240,10 +241,6 @@ class NuScenesLog:
         return (np.array(stamps, dtype=np.float64) - ref_us) / 1e6, np.column_stack([xy, yaw])
 
 
-def _wrap(angle):
-    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
-
-
 def instance_tracks(log: NuScenesLog, samples: list[dict], ref_us: int) -> dict[str, dict]:
     """Per instance annotated in the scene: ``id``, ``class``, ``length``, ``width`` and its
     annotations as ``(key-sample index, time in s from ref_us, x, y, yaw)`` sorted by time."""
@@ -281,7 +278,7 @@ def agents_in_ego_frame(tracks: dict[str, dict], grid_s: np.ndarray, pose0: np.n
                 continue
             f = ((grid_s[inside] - ta) / (tb - ta))[:, None]
             a, b = np.asarray(pa), np.asarray(pb)
-            step = np.array([b[0] - a[0], b[1] - a[1], float(_wrap(b[2] - a[2]))])
+            step = np.array([b[0] - a[0], b[1] - a[1], float(wrap_angle(b[2] - a[2]))])
             world[inside] = a + f * step
         if len(poses) == 1:  # annotated once: only a grid time on that sample itself
             _, t1, *p1 = poses[0]

@@ -8,10 +8,13 @@ from pathlib import Path
 
 from vla.convert.common import HZ
 from vla.data.build import SPLITS, save_dataset, split_by_event, split_events
+from vla.sim.observation import SampleConfig
 
-FRAME_GAP_S = 0.5
-HISTORY_S = 2.0
-HORIZON_S = 6.0
+# the simulator's default rig: converted samples keep its frame gap, history and horizon
+_RIG = SampleConfig()
+FRAME_GAP_S = _RIG.frame_gap_s
+HISTORY_S = _RIG.history_s
+HORIZON_S = _RIG.horizon_s
 
 
 def episode_strata(episode_ids, scenarios) -> dict[int, str]:

@@ -91,14 +91,9 @@ def _text_config(preset: ModelPreset, tokenizer, rope_parameters: dict) -> dict:
     )
 
 
-def _qwen2_5_vl_config(preset: ModelPreset, tokenizer):
-    """A ``Qwen2_5_VLConfig`` for ``preset`` whose vocabulary matches ``tokenizer``."""
-    from transformers import Qwen2_5_VLConfig
-
-    text_config = _text_config(preset, tokenizer, {
-        "rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": preset.mrope_section})
-    text_config["max_window_layers"] = preset.num_layers
-    vision_config = dict(
+def _vision_config(preset: ModelPreset, **specific) -> dict:
+    """The vision tower's settings both architectures share, with ``specific`` ones added."""
+    return dict(
         depth=preset.vision_depth,
         hidden_size=preset.vision_hidden_size,
         intermediate_size=preset.vision_intermediate_size,
@@ -107,9 +102,19 @@ def _qwen2_5_vl_config(preset: ModelPreset, tokenizer):
         patch_size=preset.patch_size,
         spatial_merge_size=preset.spatial_merge_size,
         temporal_patch_size=TEMPORAL_PATCH,
-        window_size=preset.vision_window_px,
-        fullatt_block_indexes=[preset.vision_depth - 1],
+        **specific,
     )
+
+
+def _qwen2_5_vl_config(preset: ModelPreset, tokenizer):
+    """A ``Qwen2_5_VLConfig`` for ``preset`` whose vocabulary matches ``tokenizer``."""
+    from transformers import Qwen2_5_VLConfig
+
+    text_config = _text_config(preset, tokenizer, {
+        "rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": preset.mrope_section})
+    text_config["max_window_layers"] = preset.num_layers
+    vision_config = _vision_config(preset, window_size=preset.vision_window_px,
+                                   fullatt_block_indexes=[preset.vision_depth - 1])
     return Qwen2_5_VLConfig(text_config=text_config, vision_config=vision_config,
                             tie_word_embeddings=False, **_token_ids(tokenizer))
 
@@ -124,18 +129,9 @@ def _qwen3_vl_config(preset: ModelPreset, tokenizer):
         "rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": preset.mrope_section,
         "mrope_interleaved": True})
     text_config["head_dim"] = preset.head_dim
-    vision_config = dict(
-        depth=preset.vision_depth,
-        hidden_size=preset.vision_hidden_size,
-        intermediate_size=preset.vision_intermediate_size,
-        num_heads=preset.vision_heads,
-        out_hidden_size=preset.hidden_size,
-        patch_size=preset.patch_size,
-        spatial_merge_size=preset.spatial_merge_size,
-        temporal_patch_size=TEMPORAL_PATCH,
-        num_position_embeddings=preset.vision_position_grid ** 2,
-        deepstack_visual_indexes=list(preset.deepstack_layers),
-    )
+    vision_config = _vision_config(preset,
+                                   num_position_embeddings=preset.vision_position_grid ** 2,
+                                   deepstack_visual_indexes=list(preset.deepstack_layers))
     return Qwen3VLConfig(text_config=text_config, vision_config=vision_config,
                          tie_word_embeddings=False, **_token_ids(tokenizer))
 
